@@ -1,0 +1,155 @@
+"""/ws/agent/: pushes an agent's events to the adapter. Refuses anonymous users and non-agents
+before accepting; keeps presence; never takes actions (those go through the REST API)."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import transaction
+
+from chats import events
+from chats.models import Chat, Offer
+from chats.services import agent_queue_ids, capacity_appeared
+from portal.models import AgentProfile, ChatSettings
+from portal.presence import agent_connected, agent_disconnected, touch_agent
+from portal.realtime import ensure_relay
+from sms.numbers import mask_number
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_AN_AGENT = 4403
+RECENT_EVENTS = 64  # an event sent to several of the connection's groups is shown once
+
+
+class AgentConsumer(AsyncJsonWebsocketConsumer):
+    agent_id: int | None = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        agent = await database_sync_to_async(AgentProfile.objects.filter(user=user).first)()
+        if agent is None:
+            await self.close(code=CLOSE_NOT_AN_AGENT)
+            return
+        self.agent_id = agent.pk
+        self.mask_numbers = await database_sync_to_async(_masks_numbers)(user)
+        self.seq = 0
+        self.groups_joined: set[str] = set()
+        self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.offered: set[int] = set(await database_sync_to_async(_open_offers)(agent))
+        for group in await database_sync_to_async(_initial_groups)(agent):
+            await self._join(group)
+        await self.accept()
+        await database_sync_to_async(_mark_connected)(agent)
+        ensure_relay()
+        await self._send_event({"type": "hello", "agent_id": agent.pk})
+
+    async def disconnect(self, code):
+        if self.agent_id is None:
+            return
+        for group in list(getattr(self, "groups_joined", ())):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await database_sync_to_async(_mark_disconnected)(self.agent_id)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """The browser only pings. A malformed frame is ignored rather than crashing the
+        connection (a crash skips disconnect(), leaving the connection counted)."""
+        if not text_data:
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            log.info("agent %s sent a frame that is not JSON: ignored", self.agent_id)
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await database_sync_to_async(touch_agent)(agent_id=self.agent_id)
+            await self.send_json({"type": "pong"})
+
+    async def push(self, message):
+        event = message["event"]
+        # A chat.updated goes to chat.<id>, queue.<id> and agent.<id>; this connection may be
+        # in several of them and hears it once.
+        fingerprint = json.dumps(event, sort_keys=True, default=str)
+        if fingerprint in self.recent:
+            return
+        self.recent.append(fingerprint)
+        if event.get("type") == "chat.updated":
+            chat = event.get("chat") or {}
+            mine = chat.get("agent_id") == self.agent_id
+            was_mine = event.get("previous_agent_id") == self.agent_id
+            if chat.get("agent_id") and not mine and not was_mine:
+                # Another agent's chat is never shown here. If this page shows it as an offer
+                # (manual answer), say no more than that the offer is gone; otherwise nothing.
+                if chat["id"] in self.offered:
+                    self.offered.discard(chat["id"])
+                    await self._send_event({"type": "offer.closed", "chat_id": chat["id"]})
+                return
+            if mine:
+                self.offered.discard(chat["id"])
+            group = events.chat_group(chat["id"])
+            if mine and chat.get("status") == "assigned":
+                await self._join(group)
+            elif group in self.groups_joined and (not mine or chat.get("status") != "assigned"):
+                await self.channel_layer.group_discard(group, self.channel_name)
+                self.groups_joined.discard(group)
+        elif event.get("type") == "chat.offered":
+            self.offered.add((event.get("chat") or {}).get("id"))  # sent to agent.<id> only
+        await self._send_event(self._masked(event))
+
+    def _masked(self, event: dict) -> dict:
+        """Chat events carry the full consumer number; agents see it masked (SPEC C1) unless the
+        setting is off or they hold the permission, exactly as the REST answers do."""
+        if not self.mask_numbers:
+            return event
+        chat = event.get("chat")
+        if isinstance(chat, dict) and chat.get("consumer_number"):
+            event = {**event, "chat": {**chat, "consumer_number": mask_number(chat["consumer_number"])}}
+        call = event.get("call")  # call.updated, call.banner (SPEC B1)
+        if isinstance(call, dict) and call.get("caller_number"):
+            event = {**event, "call": {**call, "caller_number": mask_number(call["caller_number"])}}
+        return event
+
+    async def _join(self, group: str):
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def _send_event(self, event: dict):
+        self.seq += 1
+        await self.send_json({**event, "seq": self.seq})
+
+
+def _initial_groups(agent: AgentProfile) -> list[str]:
+    groups = [events.agent_group(agent.pk)]
+    groups += [events.queue_group(queue_id) for queue_id in agent_queue_ids(agent)]
+    groups += [events.chat_group(pk) for pk in Chat.objects.held_by(agent).values_list("pk", flat=True)]
+    return groups
+
+
+def _open_offers(agent: AgentProfile) -> list[int]:
+    return list(Offer.objects.filter(agent=agent, status=Offer.Status.OFFERED).values_list("chat_id", flat=True))
+
+
+def _masks_numbers(user) -> bool:
+    return ChatSettings.load().mask_consumer_numbers and not user.has_perm("portal.view_full_numbers")
+
+
+def _mark_connected(agent: AgentProfile) -> None:
+    with transaction.atomic():
+        if agent_connected(agent=agent):
+            capacity_appeared(agent=agent)
+
+
+def _mark_disconnected(agent_id: int) -> None:
+    agent = AgentProfile.objects.filter(pk=agent_id).first()
+    if agent is not None:
+        agent_disconnected(agent=agent)

@@ -1,0 +1,155 @@
+"""Everything the agent's browser hears (DESIGN rule 7), published after commit.
+
+Groups: agent.<id>, queue.<id>, chat.<id>, supervisors. Each event is a JSON-able dict with a
+`type`: chat.offered, chat.updated, message.created, message.status, stats.updated."""
+from __future__ import annotations
+
+from portal.realtime import publish_on_commit
+
+
+def agent_group(agent_id: int) -> str:
+    return f"agent.{agent_id}"
+
+
+def queue_group(queue_id: int) -> str:
+    return f"queue.{queue_id}"
+
+
+def chat_group(chat_id: int) -> str:
+    return f"chat.{chat_id}"
+
+
+SUPERVISORS = "supervisors"
+
+
+def chat_payload(chat) -> dict:
+    return {
+        "id": chat.pk,
+        "status": chat.status,
+        "queue_id": chat.queue_id,
+        "agent_id": chat.agent_id,
+        "chat_type": chat.chat_type,
+        "start_type": chat.start_type,
+        "language": chat.language,
+        "consumer_number": chat.consumer_number,
+        "portal_number_id": chat.portal_number_id,
+        "created_at": chat.created_at,
+        "queued_at": chat.queued_at,
+        "assigned_at": chat.assigned_at,
+        "ends_at": chat.ends_at,
+        "finish_reason": chat.finish_reason,
+        "crm_needs_choice": chat.crm_needs_choice,
+    }
+
+
+def message_payload(message) -> dict:
+    outbound = message.outbound
+    return {
+        "id": message.pk,
+        "chat_id": message.chat_id,
+        "author": message.author,
+        "agent_id": message.agent_id,
+        "body": message.body,
+        "created_at": message.created_at,
+        "outbound_id": message.outbound_id,
+        "status": outbound.status if outbound is not None else None,
+        "media": [{"id": m.pk, "content_type": m.content_type} for m in getattr(message, "_new_media", [])],
+    }
+
+
+def _groups_for(chat, previous_agent_id: int | None = None) -> set[str]:
+    groups = {chat_group(chat.pk), SUPERVISORS}
+    if chat.queue_id:
+        groups.add(queue_group(chat.queue_id))
+    if chat.agent_id:
+        groups.add(agent_group(chat.agent_id))
+    if previous_agent_id and previous_agent_id != chat.agent_id:
+        groups.add(agent_group(previous_agent_id))
+    return groups
+
+
+def chat_updated(chat, *, previous_status: str = "", previous_agent_id: int | None = None) -> None:
+    event = {
+        "type": "chat.updated",
+        "chat": chat_payload(chat),
+        "previous_status": previous_status,
+        "previous_agent_id": previous_agent_id,
+    }
+    for group in sorted(_groups_for(chat, previous_agent_id)):
+        publish_on_commit(group, event)
+
+
+def chat_offered(chat, agent_ids: list[int]) -> None:
+    event = {"type": "chat.offered", "chat": chat_payload(chat)}
+    for agent_id in agent_ids:
+        publish_on_commit(agent_group(agent_id), event)
+
+
+def message_created(message) -> None:
+    publish_on_commit(chat_group(message.chat_id), {"type": "message.created", "message": message_payload(message)})
+
+
+# --- calls (SPEC B1–B3): told to the call's agent and to supervisors ------------------------------
+
+WAIT_TIME_SMS_BANNER = "Wait Time SMS Received"
+
+
+def call_payload(call) -> dict:
+    return {
+        "id": call.pk,
+        "call_sid": call.call_sid,
+        "status": call.status,
+        "queue_id": call.queue_id,
+        "agent_id": call.agent_id,
+        "language": call.language,
+        "caller_number": call.caller_number,
+        "wait_time_sms_status": call.wait_time_sms_status,
+        "prompt_plays": call.prompt_plays,
+        "sms_chat_id": call.chat_id,
+        "in_call_sms_open": call.in_call_sms_open,
+        "created_at": call.created_at,
+        "assigned_at": call.assigned_at,
+        "ended_at": call.ended_at,
+    }
+
+
+def _call_groups(call) -> list[str]:
+    groups = [SUPERVISORS]
+    if call.agent_id:
+        groups.append(agent_group(call.agent_id))
+    return groups
+
+
+def call_updated(call) -> None:
+    event = {"type": "call.updated", "call": call_payload(call)}
+    for group in _call_groups(call):
+        publish_on_commit(group, event)
+
+
+def call_banner(call, *, message_count: int, media_count: int = 0) -> None:
+    """The caller sent texts while waiting: the agent's adapter shows the green "Wait Time SMS
+    Received" banner, which opens GET /apps/api/v1/agent/calls/<id>/messages."""
+    if not call.agent_id:
+        return
+    publish_on_commit(
+        agent_group(call.agent_id),
+        {
+            "type": "call.banner",
+            "banner": WAIT_TIME_SMS_BANNER,
+            "call": call_payload(call),
+            "chat_id": call.chat_id,
+            "message_count": message_count,
+            "media_count": media_count,
+            "messages_url": f"/apps/api/v1/agent/calls/{call.pk}/messages",
+        },
+    )
+
+
+def call_message(call, message) -> None:
+    """A message on the SMS side of a call the agent is on (the caller's text, image or video, or
+    what the portal sent), pushed live to the agent."""
+    if not call.agent_id:
+        return
+    payload = message_payload(message)
+    payload["media"] = [{"id": m.pk, "content_type": m.content_type} for m in message.media.all()]
+    publish_on_commit(agent_group(call.agent_id), {"type": "call.message", "call_id": call.pk, "message": payload})

@@ -1,0 +1,331 @@
+"""The consumer's path through a conversation (SPEC S2–S4, S8): commands first, then the menu,
+queueing, and the messages of an active chat. Called by the inbound webhook and the simulator."""
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chats import blending, services
+from chats.models import (
+    ACTIVE_STATUSES,
+    BLENDED_CHAT_TYPES,
+    Author,
+    Chat,
+    ChatEvent,
+    ChatStatus,
+    DisconnectedBy,
+    FinishReason,
+    Media,
+    Participant,
+    ParticipantType,
+)
+from chats.states import transition
+from chats.timers import recompute_deadline
+from portal.languages import language_name
+from portal.models import ChatSettings
+from queues.models import MenuCommand, Queue, queue_text
+from sms.commands import Command, recognise_command
+from sms.models import InboundMessage, NumberDirection, NumberRole, NumberUsage, OutboundMessage, PhoneNumber
+from sms.pipeline import add_do_not_contact, is_do_not_contact, queue_sms, remove_do_not_contact
+
+log = logging.getLogger(__name__)
+
+
+def handle_inbound(inbound: InboundMessage) -> str:
+    """Act on one stored inbound text; returns the outcome kept on the InboundMessage. The
+    caller holds a transaction."""
+    outcome = _handle(inbound)
+    inbound.outcome = outcome
+    inbound.save(update_fields=["outcome"])
+    log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
+    return outcome
+
+
+def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = False, chat: Chat | None = None):
+    if not body:
+        return None
+    if chat is not None:
+        return services.send_text(chat=chat, body=body)
+    return queue_sms(
+        to=inbound.from_number, from_number=inbound.to_number, body=body, ignore_do_not_contact=ignore_do_not_contact
+    )
+
+
+def _handle(inbound: InboundMessage) -> str:
+    chat_settings = ChatSettings.load()
+    number = PhoneNumber.objects.filter(number=inbound.to_number).first()
+    if number is None:
+        return "unknown_number"
+    consumer = inbound.from_number
+    menu_words = dict(MenuCommand.objects.values_list("word", "action"))
+    command = recognise_command(inbound.body, menu_words=menu_words) if not inbound.media else None
+    chat = (
+        Chat.objects.select_for_update(of=("self",))
+        .select_related("portal_number", "queue", "menu_queue")
+        .filter(consumer_number=consumer, portal_number=number, status__in=[
+            ChatStatus.SELECTING, ChatStatus.QUEUED, ChatStatus.ASSIGNED, ChatStatus.DISMISSED
+        ])
+        .first()
+    )
+    if chat is not None:
+        _assign_again_after_commit(chat)
+
+    # Commands first (S2), also inside an active chat.
+    if command == Command.STOP:
+        if chat is not None:
+            _record_consumer(chat, inbound)
+            services.end_chat(
+                chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_STOPPED, notify_consumer=False
+            )
+        if add_do_not_contact(consumer_number=consumer, portal_number=number.number, source="stop"):
+            _reply(inbound, chat_settings.stop_confirmation, ignore_do_not_contact=True)
+        return "stop"
+    if command == Command.START:
+        if chat is not None:
+            # "Yes" inside a chat is also the agent's answer: keep it in the transcript.
+            _record_consumer(chat, inbound)
+        remove_do_not_contact(consumer_number=consumer, portal_number=number.number)
+        _reply(inbound, chat_settings.start_confirmation, chat=chat)
+        return "start"
+    if is_do_not_contact(consumer, number.number):
+        return "do_not_contact"
+    if command == Command.HELP:
+        if chat is not None:
+            _record_consumer(chat, inbound)
+        _reply(inbound, chat_settings.support_contact_text, chat=chat)
+        return "help"
+
+    if chat is None and number.usage == NumberUsage.IN_CALL:
+        # A caller texting the in-call SMS number during their call (SPEC B1, B2), or after it.
+        chat = blending.sms_side_for_text(consumer_number=consumer, number=number)
+        if chat is None:
+            outcome = blending.answer_after_session(inbound=inbound, number=number)
+            if outcome:
+                return outcome
+    if chat is None:
+        return _start_conversation(inbound, number, command, chat_settings)
+
+    return _continue_chat(chat, inbound, command, chat_settings)
+
+
+def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: ChatSettings) -> str:
+    """A text inside an active chat (the caller holds the chat's row lock)."""
+    message = _record_consumer(chat, inbound)
+    if command == Command.EXIT:
+        services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_EXIT)
+        return "exit"
+    if chat.chat_type in BLENDED_CHAT_TYPES:
+        return blending.caller_texted(chat=chat, message=message)
+    if services.api_chat_replied(chat=chat):
+        return _api_chat_reply(chat, chat_settings)
+    if chat.status == ChatStatus.SELECTING:
+        return _menu_answer(chat, inbound.body, command, chat_settings)
+    if chat.status == ChatStatus.DISMISSED:
+        services.send_text(chat=chat, body=chat_settings.dismissed_chat_auto_response)
+        services.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
+        return "dismissed_requeued"
+    return "message"
+
+
+def _assign_again_after_commit(chat: Chat) -> None:
+    """This transaction holds a queued chat's row lock, and an assignment run going on now skips
+    locked chats (skip_locked): run the queue's assignment again after commit, or the chat could
+    wait for the next chat or agent to come along (two quick texts from a new consumer do this:
+    the second holds the chat while the first one's assignment runs)."""
+    if chat.status == ChatStatus.QUEUED and chat.queue_id:
+        queue_id = chat.queue_id
+        transaction.on_commit(lambda: services.assign_waiting_chats(queue_id=queue_id))
+
+
+def _record_consumer(chat: Chat, inbound: InboundMessage):
+    message = services.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
+    if inbound.media:
+        items = [
+            Media(message=message, content_type=item.get("content_type", ""), source_url=item.get("url", "")[:500])
+            for item in inbound.media
+        ]
+        Media.objects.bulk_create(items)
+        media_ids = [m.pk for m in Media.objects.filter(message=message).order_by("pk")]
+        transaction.on_commit(lambda: _enqueue_media_fetch(media_ids))
+    chat.last_consumer_message_at = timezone.now()
+    fields = {"last_consumer_message_at"} | recompute_deadline(chat)
+    chat.save(update_fields=sorted(fields))
+    return message
+
+
+def _enqueue_media_fetch(media_ids: list[int]) -> None:
+    from django_q.tasks import async_task
+
+    for media_id in media_ids:
+        async_task("chats.tasks.fetch_media", media_id, task_name=f"fetch-media-{media_id}")
+
+
+def _entry_queue(number: PhoneNumber) -> Queue | None:
+    if number.direction == NumberDirection.OUTBOUND_ONLY:
+        return None
+    link = number.queue_links.filter(role=NumberRole.INCOMING).select_related("queue").first()
+    return link.queue if link is not None and link.queue.sms_enabled else None
+
+
+def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, chat_settings: ChatSettings) -> str:
+    queue = _entry_queue(number)
+    if queue is None:
+        if not _answered_recently(inbound, chat_settings.do_not_reply_message):
+            _reply(inbound, chat_settings.do_not_reply_message)
+        return "not_an_incoming_number"
+    if not chat_settings.sms_chat_enabled:
+        return "sms_chat_off"
+    if command == Command.EXIT:
+        return "exit_without_chat"
+    first_contact = not Chat.objects.filter(consumer_number=inbound.from_number, portal_number=number).exists()
+    languages = [code for code in chat_settings.enabled_languages or [] if not queue.languages or code in queue.languages]
+    try:
+        with transaction.atomic():
+            chat = Chat.objects.create(
+                consumer_number=inbound.from_number,
+                portal_number=number,
+                queue=queue,
+                menu_queue=queue,
+                language=chat_settings.default_language,
+                language_chosen=len(languages) <= 1,
+            )
+    except IntegrityError:
+        # Another text from the same consumer created the chat a moment ago: use that one.
+        # Handle this text as if it had come just after that one (a menu answer stays one).
+        chat = (
+            Chat.objects.select_for_update(of=("self",))
+            .select_related("portal_number", "queue", "menu_queue")
+            .get(consumer_number=inbound.from_number, portal_number=number, status__in=ACTIVE_STATUSES)
+        )
+        _assign_again_after_commit(chat)
+        return _continue_chat(chat, inbound, command, chat_settings)
+    chat.save(update_fields=sorted(recompute_deadline(chat)))
+    Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
+    ChatEvent.objects.create(chat=chat, kind="created", by="end_user", data={"queue_id": queue.pk})
+    _record_consumer(chat, inbound)
+    if first_contact:
+        services.send_text(chat=chat, body=chat_settings.opt_in_message)
+    services.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
+    if not chat.language_chosen:
+        services.send_text(chat=chat, body=_language_menu(languages))
+        chat.menu_path = []
+        return "language_menu"
+    return _enter_queue(chat, queue, chat_settings)
+
+
+DO_NOT_REPLY_QUIET_HOURS = 24
+
+
+def _answered_recently(inbound: InboundMessage, body: str) -> bool:
+    """The do-not-reply text goes out once a day per sender, so an auto-responder on the other
+    side cannot start an endless exchange."""
+    since = timezone.now() - timezone.timedelta(hours=DO_NOT_REPLY_QUIET_HOURS)
+    return OutboundMessage.objects.filter(
+        to_number=inbound.from_number, from_number=inbound.to_number, body=body, created_at__gte=since
+    ).exists()
+
+
+def _api_chat_reply(chat: Chat, chat_settings: ChatSettings) -> str:
+    """The consumer answered an API-initiated text (SPEC A1): the chat enters the queue flow of
+    the outbound number's queue — its greeting, then its menu or the queue itself."""
+    queue = chat.queue
+    if queue is None:
+        return "message"  # its queue was deleted since: the text stays in the transcript
+    services.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
+    return _enter_queue(chat, queue, chat_settings)
+
+
+def _language_menu(languages: list[str]) -> str:
+    return "Reply " + ", ".join(f"{i} for {language_name(code)}" for i, code in enumerate(languages, 1)) + "."
+
+
+def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings) -> str:
+    """A leaf queues the chat; a menu sends its options and waits for a choice."""
+    options = list(Queue.objects.menu_options(queue))
+    if not options:
+        services.queue_chat(chat=chat, queue=queue)
+        return "queued"
+    chat.menu_queue = queue
+    chat.save(update_fields=["menu_queue"])
+    services.send_text(chat=chat, body=_menu_text(chat, queue, options, chat_settings))
+    return "menu"
+
+
+def _menu_text(chat: Chat, queue: Queue, options: list[Queue], chat_settings: ChatSettings) -> str:
+    prompt = queue_text(queue, "menu_prompt", chat.language, chat_settings.default_language) or "Reply"
+    pattern = queue_text(queue, "menu_option", chat.language, chat_settings.default_language) or "{number} for {name}"
+    return f"{prompt} " + ", ".join(_fill(pattern, i, option.name) for i, option in enumerate(options, 1)) + "."
+
+
+def _fill(pattern: str, number: int, name: str) -> str:
+    return pattern.replace("{number}", str(number)).replace("{name}", name)
+
+
+def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) -> str:
+    if not chat.language_chosen:
+        return _language_answer(chat, body, chat_settings)
+    menu = chat.menu_queue or chat.queue
+    if command == Command.BACK:
+        parent = menu.parent if menu and menu.parent_id and chat.menu_path else None
+        if parent is not None:
+            chat.menu_path = chat.menu_path[:-1]
+            chat.save(update_fields=["menu_path"])
+            return _enter_queue(chat, parent, chat_settings)
+        return _enter_queue(chat, menu, chat_settings)
+    options = list(Queue.objects.menu_options(menu))
+    choice = _pick(options, body)
+    if choice is None:
+        services.send_text(chat=chat, body=queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language))
+        services.send_text(chat=chat, body=_menu_text(chat, menu, options, chat_settings))
+        return "invalid_choice"
+    chat.menu_path = [*chat.menu_path, choice.pk]
+    chat.save(update_fields=["menu_path"])
+    return _enter_queue(chat, choice, chat_settings)
+
+
+def _pick(options: list[Queue], body: str) -> Queue | None:
+    answer = " ".join((body or "").split()).upper()
+    if answer.isdigit():
+        index = int(answer) - 1
+        return options[index] if 0 <= index < len(options) else None
+    for option in options:
+        if answer in option.keyword_list:
+            return option
+    return None
+
+
+def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
+    queue = chat.queue
+    languages = [code for code in chat_settings.enabled_languages or [] if not queue.languages or code in queue.languages]
+    answer = " ".join((body or "").split()).lower()
+    chosen = None
+    if answer.isdigit() and 1 <= int(answer) <= len(languages):
+        chosen = languages[int(answer) - 1]
+    else:
+        chosen = next((code for code in languages if answer in {code, language_name(code).lower()}), None)
+    if chosen is None:
+        services.send_text(chat=chat, body=_language_menu(languages))
+        return "invalid_language"
+    chat.language = chosen
+    chat.language_chosen = True
+    chat.save(update_fields=["language", "language_chosen"])
+    return _enter_queue(chat, queue, chat_settings)
+
+
+def receive_sms(*, message_sid: str, from_number: str, to_number: str, body: str, media: list[dict]) -> tuple[InboundMessage | None, str]:
+    """Store an inbound text once (unique MessageSid) and act on it, in one transaction. A
+    provider retry of a stored MessageSid changes nothing. Used by the webhook and the simulator."""
+    try:
+        with transaction.atomic():
+            inbound = InboundMessage.objects.create(
+                message_sid=message_sid, from_number=from_number, to_number=to_number, body=body, media=media
+            )
+            outcome = handle_inbound(inbound)
+    except IntegrityError:
+        if InboundMessage.objects.filter(message_sid=message_sid).exists():
+            log.info("inbound %s already stored: ignored", message_sid)
+            return None, "duplicate"
+        raise
+    return inbound, outcome

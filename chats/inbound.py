@@ -1,0 +1,48 @@
+"""Where conversations start: the Twilio inbound SMS webhook (SPEC S1)."""
+import logging
+
+from django.http import HttpResponse, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from chats.flow import receive_sms
+from sms.signatures import is_valid_twilio_request
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def twilio_media(params) -> list[dict]:
+    """Every MediaUrlN with its MediaContentTypeN (Rocket.Chat kept only the first, #36491)."""
+    try:
+        count = int(params.get("NumMedia") or 0)
+    except ValueError:
+        count = 0
+    items = []
+    for index in range(max(count, 0)):
+        url = params.get(f"MediaUrl{index}")
+        if url:
+            items.append({"url": url, "content_type": params.get(f"MediaContentType{index}", "")})
+    return items
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request):
+    sid = request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
+    if not is_valid_twilio_request(request):
+        log.warning("inbound refused: bad signature sid=%s", sid)
+        return HttpResponseForbidden("Invalid Twilio signature.")
+    from_number = request.POST.get("From", "").strip()
+    to_number = request.POST.get("To", "").strip()
+    if not sid or not from_number or not to_number:
+        return HttpResponse("MessageSid, From and To are required.", status=400)
+    receive_sms(
+        message_sid=sid,
+        from_number=from_number,
+        to_number=to_number,
+        body=request.POST.get("Body", ""),
+        media=twilio_media(request.POST),
+    )
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")

@@ -1,0 +1,187 @@
+"""The demo data of SPEC "Interfaces that stay stable". Idempotent: what exists is left alone."""
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from portal.models import (
+    AgentProfile,
+    BlendingMessages,
+    ChatSettings,
+    ChatShortcut,
+    InCallSmsSettings,
+    PresetMessage,
+    Team,
+)
+from queues.models import AnswerType, Queue, QueueMessages
+from sms.models import NumberDirection, NumberRole, NumberUsage, PhoneNumber, QueueNumber, Verification
+
+INCOMING_NUMBER = "+15550100001"
+OUTBOUND_NUMBER = "+15550100002"
+IN_CALL_NUMBER = "+15550100003"
+
+# Short enough to watch in the demo: a chat waiting in Billing or Tech with no agent signed in
+# expires after this many minutes (the global default is 60).
+DEMO_UNANSWERED_MINUTES = 2
+# How often a caller waiting in the demo's queues may hear the wait-time SMS consent prompt.
+DEMO_ANNOUNCEMENT_SECONDS = 10
+
+PRESETS = [
+    ("Photo request", "Could you send us a photo of the item or the screen you see? Reply to this text with it."),
+    ("Account number", "Please reply with your account number so we can look you up."),
+    ("Thanks", "Thanks, we received your message. Your agent will use it on the call."),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo users, queues, numbers and shortcuts (safe to run again)."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            created = seed_demo()
+        if created:
+            self.stdout.write(f"Demo data created: {', '.join(created)}.")
+        else:
+            self.stdout.write("Demo data already present; nothing changed.")
+
+
+def seed_demo() -> list[str]:
+    created: list[str] = []
+    User = get_user_model()
+
+    def note(was_created: bool, what: str):
+        if was_created:
+            created.append(what)
+
+    if not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser("admin", "admin@example.com", "admin")
+        created.append("admin")
+
+    settings_row = ChatSettings.load()
+    if not (settings_row.sms_chat_enabled and settings_row.outbound_sms_enabled):
+        settings_row.sms_chat_enabled = True
+        settings_row.outbound_sms_enabled = True
+        settings_row.save()
+        created.append("chat settings")
+
+    agents = []
+    for username, display in [("alice", "Alice"), ("bob", "Bob")]:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User.objects.create_user(username, f"{username}@example.com", "demo", first_name=display)
+            created.append(username)
+        agent, was_created = AgentProfile.objects.get_or_create(user=user, defaults={"display_name": display})
+        note(was_created, f"agent {display}")
+        agents.append(agent)
+
+    team, was_created = Team.objects.get_or_create(name="Tier 1")
+    note(was_created, "team Tier 1")
+    if set(team.agents.all()) != set(agents):
+        team.agents.add(*agents)
+
+    numbers = {}
+    for number, label, direction in [
+        (INCOMING_NUMBER, "Support line", NumberDirection.INCOMING),
+        (OUTBOUND_NUMBER, "Outbound", NumberDirection.OUTBOUND_ONLY),
+    ]:
+        numbers[number], was_created = PhoneNumber.objects.get_or_create(
+            number=number,
+            defaults={
+                "label": label,
+                "direction": direction,
+                "verification": Verification.VERIFIED,
+                "verified_at": timezone.now(),
+                "verification_note": "Demo number.",
+                "messages_per_second": 10,
+            },
+        )
+        note(was_created, f"number {number}")
+
+    support, was_created = Queue.objects.get_or_create(name="Support", parent=None, defaults={"position": 1})
+    note(was_created, "queue Support")
+    _messages(support, greeting="Welcome to Tern Support!")
+    _link(support, numbers[INCOMING_NUMBER], NumberRole.INCOMING, created)
+
+    for position, name, keyword in [(1, "Billing", "BILLING"), (2, "Tech", "TECH")]:
+        leaf, was_created = Queue.objects.get_or_create(
+            name=name,
+            parent=support,
+            defaults={"position": position, "menu_keywords": keyword, "answer_type": AnswerType.AUTO},
+        )
+        note(was_created, f"queue {name}")
+        if was_created:
+            leaf.agents.add(*agents)
+        _demo_queue_values(leaf, created)
+        _messages(leaf)
+        _link(leaf, numbers[OUTBOUND_NUMBER], NumberRole.OUTBOUND, created)
+
+    _, was_created = ChatShortcut.objects.get_or_create(
+        keyword="optin",
+        defaults={
+            "category": "Compliance",
+            "is_opt_in": True,
+            "text": "Hi, this is Tern Support. We'd like to text you about your request. "
+            "Msg & data rates may apply. Reply STOP to opt out, HELP for help.",
+        },
+    )
+    note(was_created, "shortcut optin")
+    for label, text in PRESETS:
+        _, was_created = PresetMessage.objects.get_or_create(language="en", label=label, defaults={"text": text})
+        note(was_created, f"preset {label}")
+    _blending(created)
+    return created
+
+
+def _demo_queue_values(leaf: Queue, created: list[str]) -> None:
+    """A short unanswered expiration and wait-time / in-call SMS on, unless already set."""
+    changed = []
+    if leaf.unanswered_expiration_minutes is None:
+        leaf.unanswered_expiration_minutes = DEMO_UNANSWERED_MINUTES
+        changed.append("unanswered_expiration_minutes")
+    for field in ("wait_time_sms_enabled", "in_call_sms_enabled"):
+        if not getattr(leaf, field):
+            setattr(leaf, field, True)
+            changed.append(field)
+    if changed:
+        leaf.save(update_fields=changed)
+        created.append(f"demo values of {leaf.name}")
+
+
+def _blending(created: list[str]) -> None:
+    """Wait-time and in-call SMS (SPEC B1, B2): an in-call SMS number and both features on, so
+    the flow can be driven with signed voice webhooks or the JSON IVR API (README)."""
+    _, was_created = PhoneNumber.objects.get_or_create(
+        number=IN_CALL_NUMBER,
+        defaults={
+            "label": "In-call SMS",
+            "usage": NumberUsage.IN_CALL,
+            "direction": NumberDirection.INCOMING,
+            "verification": Verification.VERIFIED,
+            "verified_at": timezone.now(),
+            "verification_note": "Demo number.",
+            "messages_per_second": 10,
+        },
+    )
+    if was_created:
+        created.append(f"number {IN_CALL_NUMBER}")
+    in_call = InCallSmsSettings.load()
+    if not (in_call.in_call_sms_enabled and in_call.wait_time_sms_enabled):
+        in_call.in_call_sms_enabled = True
+        in_call.wait_time_sms_enabled = True
+        in_call.announcement_interval_seconds = DEMO_ANNOUNCEMENT_SECONDS
+        in_call.custom_messages_allowed = True
+        in_call.save()
+        created.append("in-call SMS settings")
+    _, was_created = BlendingMessages.objects.get_or_create(settings=in_call, language="en")
+    if was_created:
+        created.append("in-call SMS prompts")
+
+
+def _messages(queue: Queue, **texts) -> None:
+    QueueMessages.objects.get_or_create(queue=queue, language="en", defaults=texts)
+
+
+def _link(queue: Queue, number: PhoneNumber, role: str, created: list[str]) -> None:
+    _, was_created = QueueNumber.objects.get_or_create(queue=queue, number=number, role=role)
+    if was_created:
+        created.append(f"{number.number} {role} on {queue.name}")

@@ -1,0 +1,6 @@
+"""Websocket routes."""
+from django.urls import path
+
+from chats.consumers import AgentConsumer
+
+websocket_urlpatterns = [path("ws/agent/", AgentConsumer.as_asgi())]

@@ -1,0 +1,40 @@
+"""The periodic work of the whole portal, in one place: chat deadlines and the outbound queue.
+Run by `manage.py sweep` (a loop every few seconds, started by `serve`) and, as a safety net,
+by a django-q2 schedule every minute. Safe to run twice and from several processes."""
+import logging
+
+from chats import blending, timers
+from portal import webhooks
+from portal.presence import sweep_presence
+from sms import sessionless
+from sms import tasks as sms_tasks
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_NAME = "tern-sweepers"
+
+
+def run_sweepers() -> dict:
+    return {
+        "chats": timers.sweep(),
+        "calls": blending.sweep_calls(),
+        "outbound": sms_tasks.sweep_outbound(),
+        "presence": sweep_presence(),
+        "sessionless": sessionless.sweep(),
+        "webhooks": webhooks.sweep_deliveries(),
+    }
+
+
+def register_schedule(**kwargs) -> None:
+    """post_migrate: the django-q2 schedule, created or updated by name."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "func": "chats.sweepers.run_sweepers",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

@@ -1,0 +1,57 @@
+"""Chat lifecycle events for the event webhooks (SPEC A5): every ChatEvent the chat's audit
+trail records — written by states.transition and the services — that a subscriber can follow
+is handed to portal.webhooks, which sends it after commit. Connected in ChatsConfig.ready."""
+from __future__ import annotations
+
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from chats.models import Chat, ChatEvent
+from portal import webhooks
+from portal.models import WebhookEvent
+
+# ChatEvent.kind → webhook event type.
+WEBHOOK_EVENTS = {
+    "created": WebhookEvent.CHAT_CREATED,
+    "status.assigned": WebhookEvent.CHAT_ASSIGNED,
+    "transfer.ended": WebhookEvent.CHAT_TRANSFERRED,
+    "status.finished": WebhookEvent.CHAT_FINISHED,
+}
+SUBTYPES = {
+    "sms": "inbound",
+    "outbound_sms": "outbound",
+    "api_sms": "api_initiated",
+    "wait_time_sms": "wait_time",
+    "in_call_sms": "in_call",
+}
+
+
+def chat_data(chat: Chat) -> dict:
+    """The chat as a webhook shows it: the Chats resource's names (GET /apps/api/v1/chats/{id}
+    has the rest)."""
+    return {
+        "id": chat.pk,
+        "status": chat.status,
+        "chat_type": "SMS",
+        "chat_subtype": SUBTYPES.get(chat.chat_type, "inbound"),
+        "start_type": chat.start_type or None,
+        "lang": chat.language,
+        "queue_id": chat.queue_id,
+        "agent_id": chat.agent_id,
+        "end_user_number": chat.consumer_number,
+        "outbound_number": chat.portal_number.number if chat.portal_number_id else None,
+        "created_at": chat.created_at,
+        "queued_at": chat.queued_at,
+        "assigned_at": chat.assigned_at,
+        "ends_at": chat.ends_at,
+        "finish_reason": chat.finish_reason or None,
+        "disconnected_by": chat.disconnected_by or None,
+    }
+
+
+@receiver(post_save, sender=ChatEvent, dispatch_uid="tern-chat-webhooks")
+def announce_chat_event(sender, instance: ChatEvent, created: bool, **kwargs) -> None:
+    event_type = WEBHOOK_EVENTS.get(instance.kind)
+    if not created or event_type is None:
+        return
+    webhooks.emit(event_type, {"chat": chat_data(instance.chat), "by": instance.by, "detail": instance.data})

@@ -1,0 +1,141 @@
+"""The one publish-on-commit helper (DESIGN rule 7): a group and a JSON-able event, sent to the
+channel layer after the transaction commits. A failed push never fails the caller.
+
+On the embedded default (no REDIS_URL) the channel layer lives in the web process's memory, so
+the task cluster and the sweeper (TERN_PROCESS_ROLE=tasks|sweeper, set by `serve`) write their
+events to RealtimeOutbox instead, and the web process relays them (`ensure_relay`)."""
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import os
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+RELAY_INTERVAL_SECONDS = 0.3
+RELAY_BATCH = 200
+OFF_WEB_ROLES = {"tasks", "sweeper"}
+
+
+class EventEncoder(DjangoJSONEncoder):
+    """Times as ISO 8601 ("2030-03-04T10:00:00Z"), as the REST answers write them; anything
+    else unknown as its str()."""
+
+    def default(self, o):
+        try:
+            return super().default(o)
+        except TypeError:
+            return str(o)
+
+
+def relays_through_database() -> bool:
+    return not settings.REDIS_URL and os.environ.get("TERN_PROCESS_ROLE", "") in OFF_WEB_ROLES
+
+
+# While a `batched_pushes()` block runs, pushes are collected here and sent together at its end.
+_batch: contextvars.ContextVar[list | None] = contextvars.ContextVar("tern_realtime_batch", default=None)
+
+
+def publish_on_commit(group: str, event: dict) -> None:
+    if not group:
+        return
+    payload = json.loads(json.dumps(event, cls=EventEncoder))  # JSON now, not in the browser
+
+    def push():
+        batch = _batch.get()
+        if batch is not None:
+            batch.append((group, payload))
+            return
+        try:
+            if relays_through_database():
+                from portal.models import RealtimeOutbox
+
+                RealtimeOutbox.objects.create(group=group, event=payload)
+                return
+            layer = get_channel_layer()
+            if layer is not None:
+                async_to_sync(layer.group_send)(group, {"type": "push", "event": payload})
+        except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
+            log.exception("realtime push to %s failed", group)
+
+    transaction.on_commit(push)
+
+
+@contextlib.contextmanager
+def batched_pushes():
+    """Send the pushes of everything committed inside the block together when it ends: one
+    event-loop hop (or one outbox insert) for many events instead of one each. For work that
+    commits many rows in a row, like the sweeper expiring a batch of chats."""
+    if _batch.get() is not None:  # already batching: the outer block sends
+        yield
+        return
+    token = _batch.set([])
+    try:
+        yield
+    finally:
+        pending = _batch.get()
+        _batch.reset(token)
+        if pending:
+            _send_all(pending)
+
+
+def _send_all(pending: list[tuple[str, dict]]) -> None:
+    try:
+        if relays_through_database():
+            from portal.models import RealtimeOutbox
+
+            RealtimeOutbox.objects.bulk_create([RealtimeOutbox(group=group, event=event) for group, event in pending])
+            return
+        layer = get_channel_layer()
+        if layer is None:
+            return
+
+        async def send():
+            for group, event in pending:
+                await layer.group_send(group, {"type": "push", "event": event})
+
+        async_to_sync(send)()
+    except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
+        log.exception("realtime push of %d events failed", len(pending))
+
+
+_relay_task: asyncio.Task | None = None
+
+
+def ensure_relay() -> None:
+    """Start the outbox relay in this (web) process's event loop, once. No-op with Redis."""
+    global _relay_task
+    if settings.REDIS_URL:
+        return
+    if _relay_task is not None and not _relay_task.done():
+        return
+    _relay_task = asyncio.get_running_loop().create_task(_relay_forever())
+
+
+async def _relay_forever() -> None:
+    layer = get_channel_layer()
+    while True:
+        try:
+            rows = await sync_to_async(_take_outbox)()
+            for group, event in rows:
+                await layer.group_send(group, {"type": "push", "event": event})
+        except Exception:  # noqa: BLE001
+            log.exception("realtime relay failed; retrying")
+        await asyncio.sleep(RELAY_INTERVAL_SECONDS)
+
+
+def _take_outbox() -> list[tuple[str, dict]]:
+    from portal.models import RealtimeOutbox
+
+    with transaction.atomic():
+        rows = list(RealtimeOutbox.objects.order_by("pk")[:RELAY_BATCH])
+        if rows:
+            RealtimeOutbox.objects.filter(pk__lte=rows[-1].pk).delete()
+    return [(row.group, row.event) for row in rows]

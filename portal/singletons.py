@@ -1,0 +1,79 @@
+"""One-row settings models (chat, in-call SMS, operation settings)."""
+import contextlib
+import contextvars
+
+from django.contrib import admin
+from django.db import models
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+
+_cache: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tern_singletons", default=None)
+
+
+@contextlib.contextmanager
+def cached_singletons():
+    """Inside the block each settings singleton is read once (DESIGN rule 8: cached per
+    request). For one unit of work, like a sweeper run; a change saved meanwhile applies from
+    the next block."""
+    if _cache.get() is not None:
+        yield
+        return
+    token = _cache.set({})
+    try:
+        yield
+    finally:
+        _cache.reset(token)
+
+
+class SingletonModel(models.Model):
+    """Always row 1: saving never creates a second row, deleting does nothing."""
+
+    singleton_pk = 1
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.pk = self.singleton_pk
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        return 0, {}
+
+    @classmethod
+    def load(cls):
+        """The settings row, created with its defaults the first time it is asked for. Inside a
+        `cached_singletons()` block, read once per block."""
+        cache = _cache.get()
+        if cache is not None and cls in cache:
+            return cache[cls]
+        obj, created = cls.objects.get_or_create(pk=cls.singleton_pk)
+        if created:
+            # A new instance holds its defaults as written in the model ("08:00" for a
+            # TimeField); read the row back so every value has its field's Python type.
+            obj.refresh_from_db()
+        if cache is not None:
+            cache[cls] = obj
+        return obj
+
+
+class SingletonAdmin(admin.ModelAdmin):
+    """The list and add pages lead straight to the one row's edit page."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _change_url(self):
+        obj = self.model.load()
+        opts = self.model._meta
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+    def changelist_view(self, request, extra_context=None):
+        return HttpResponseRedirect(self._change_url())
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return HttpResponseRedirect(self._change_url())

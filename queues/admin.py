@@ -1,0 +1,143 @@
+"""Queue tree admin: the list shows the tree by indentation; messages, hours, agents and teams inline.
+The sms layer adds the numbers inline to this admin (sms/admin.py), as queues cannot import sms."""
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.utils.html import format_html
+
+from queues.models import ClosedDate, MenuCommand, OpeningHours, Queue, QueueMessages
+
+
+class QueueMessagesInline(admin.StackedInline):
+    model = QueueMessages
+    extra = 0
+    min_num = 1
+
+
+class OpeningHoursInline(admin.TabularInline):
+    model = OpeningHours
+    extra = 0
+
+
+class ClosedDateInline(admin.TabularInline):
+    model = ClosedDate
+    extra = 0
+
+
+class QueueAgentInline(admin.TabularInline):
+    model = Queue.agents.through
+    verbose_name = "agent"
+    verbose_name_plural = "agents assigned directly"
+    extra = 0
+    autocomplete_fields = ["agentprofile"]
+
+
+class QueueTeamInline(admin.TabularInline):
+    model = Queue.teams.through
+    verbose_name = "team"
+    verbose_name_plural = "teams assigned (each agent of the team takes chats)"
+    extra = 0
+
+
+def tree_order(queues) -> list[Queue]:
+    """Depth-first order, children by position, for showing the tree."""
+    by_parent: dict[int | None, list[Queue]] = {}
+    for queue in queues:
+        by_parent.setdefault(queue.parent_id, []).append(queue)
+    ids = {queue.pk for queue in queues}
+    ordered: list[Queue] = []
+
+    def walk(parent_id, depth):
+        for queue in sorted(by_parent.get(parent_id, []), key=lambda q: (q.position, q.name)):
+            queue.tree_depth = depth
+            ordered.append(queue)
+            walk(queue.pk, depth + 1)
+
+    walk(None, 0)
+    # Queues whose parent is filtered out of the list still show, at the top level.
+    for queue in queues:
+        if queue.parent_id is not None and queue.parent_id not in ids:
+            queue.tree_depth = 0
+            ordered.append(queue)
+            walk(queue.pk, 1)
+    return ordered
+
+
+class TreeChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = tree_order(list(self.result_list))
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ["tree_name", "kind", "position", "menu_keywords", "answer_type", "sms_enabled", "hidden"]
+    list_filter = ["sms_enabled", "hidden", "answer_type", "always_open", "parent"]
+    search_fields = ["name", "menu_keywords"]
+    list_per_page = 500
+    inlines = [QueueMessagesInline, OpeningHoursInline, ClosedDateInline, QueueAgentInline, QueueTeamInline]
+    fieldsets = [
+        (None, {"fields": ["name", "parent", "position", "menu_keywords", "sms_enabled", "hidden"]}),
+        ("Chats", {"fields": ["answer_type", "languages"]}),
+        ("Hours of operation", {"fields": ["time_zone", "always_open"]}),
+        (
+            "Expiration and timeouts (overrides; empty uses the chat settings)",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "selecting_expiration_minutes",
+                    "unanswered_expiration_minutes",
+                    "after_hours_expiration_minutes",
+                    "chat_timeout_minutes",
+                    "outbound_inactivity_minutes",
+                    "dismissal_minutes",
+                ],
+            },
+        ),
+        (
+            "SMS beside calls (overrides of the in-call SMS settings)",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "wait_time_sms_enabled",
+                    "in_call_sms_enabled",
+                    "announcement_interval_seconds",
+                    "consent_play_limit",
+                    ("min_estimated_wait_seconds", "max_estimated_wait_seconds"),
+                ],
+            },
+        ),
+    ]
+
+    def get_changelist(self, request, **kwargs):
+        return TreeChangeList
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("parent").prefetch_related("children")
+
+    @admin.display(description="queue")
+    def tree_name(self, obj):
+        depth = getattr(obj, "tree_depth", 0)
+        return format_html(
+            '<span style="padding-left:{}em">{}{}</span>', depth * 1.5, "└ " if depth else "", obj.name
+        )
+
+    @admin.display(description="kind")
+    def kind(self, obj):
+        return "menu" if obj.children.all() else "queue"
+
+
+@admin.register(MenuCommand)
+class MenuCommandAdmin(admin.ModelAdmin):
+    list_display = ["word", "action"]
+    list_filter = ["action"]
+    search_fields = ["word"]
+    fieldsets = [
+        (
+            None,
+            {
+                "description": "Whole-message words consumers can text to navigate menus. STOP, START, "
+                "HELP and their synonyms are protected and cannot be used.",
+                "fields": ["word", "action"],
+            },
+        )
+    ]

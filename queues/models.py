@@ -1,0 +1,338 @@
+"""The queue tree (SPEC C5), its messages and hours, and the BACK/EXIT command words (C2)."""
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Upper
+
+from portal.keywords import PROTECTED_WORDS, split_keywords
+from portal.languages import LANGUAGE_CHOICES, LanguageListField, language_name
+from portal.models import MAX_DISMISSAL_MINUTES, AgentProfile, ChatSettings, Team
+
+TIME_ZONE_CHOICES = sorted((name, name) for name in zoneinfo.available_timezones())
+
+
+class AnswerType(models.TextChoices):
+    AUTO = "auto", "Auto answer"
+    MANUAL = "manual", "Manual answer"
+
+
+class MenuAction(models.TextChoices):
+    BACK = "back", "Back: return to the previous menu"
+    EXIT = "exit", "Exit: end the chat"
+
+
+class QueueQuerySet(models.QuerySet):
+    def roots(self):
+        return self.filter(parent__isnull=True)
+
+    def menu_options(self, parent):
+        """The children a consumer can pick from, in menu order (hidden queues left out)."""
+        return self.filter(parent=parent, sms_enabled=True, hidden=False).order_by("position", "name")
+
+
+def override_field(verbose_name: str, help_text: str = "", max_value: int | None = None):
+    validators = [MinValueValidator(1)]
+    if max_value:
+        validators.append(MaxValueValidator(max_value))
+    return models.PositiveIntegerField(
+        verbose_name,
+        null=True,
+        blank=True,
+        validators=validators,
+        help_text=help_text or "Minutes. Empty: use the global chat setting.",
+    )
+
+
+class Queue(models.Model):
+    """A node of the menu tree. A queue with children is a menu; a leaf is where chats wait."""
+
+    name = models.CharField(max_length=80)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        help_text="Empty for a top-level queue. A queue with children becomes a menu.",
+    )
+    position = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Order in the parent's menu; the consumer can reply with the option's number.",
+    )
+    menu_keywords = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated words a consumer may reply with instead of the number, "
+        "e.g. BILLING, INVOICE. Case does not matter.",
+    )
+    sms_enabled = models.BooleanField("SMS on", default=True)
+    hidden = models.BooleanField(
+        default=False,
+        help_text="Not listed in menus; still reachable through its own incoming number, a "
+        "transfer or an outbound chat.",
+    )
+    languages = LanguageListField(help_text="Empty: every enabled language.")
+    answer_type = models.CharField(
+        max_length=10,
+        choices=AnswerType.choices,
+        default=AnswerType.AUTO,
+        help_text="Auto answer assigns a chat at once; manual answer offers it and the first "
+        "agent to accept gets it.",
+    )
+    time_zone = models.CharField(max_length=64, choices=TIME_ZONE_CHOICES, default="UTC")
+    always_open = models.BooleanField(
+        "open around the clock",
+        default=True,
+        help_text="Uncheck to use the weekly hours and closed dates below.",
+    )
+    agents = models.ManyToManyField(AgentProfile, blank=True, related_name="queues")
+    teams = models.ManyToManyField(Team, blank=True, related_name="queues")
+
+    selecting_expiration_minutes = override_field("queue-selecting expiration")
+    unanswered_expiration_minutes = override_field("unanswered expiration (open hours)")
+    after_hours_expiration_minutes = override_field("unanswered expiration (after hours)")
+    chat_timeout_minutes = override_field("chat timeout")
+    outbound_inactivity_minutes = override_field("outbound chat inactivity timeout")
+    dismissal_minutes = override_field(
+        "dismissal timer",
+        "Minutes, 1 to 10,080, never longer than the chat timeout. Empty: the global value.",
+        MAX_DISMISSAL_MINUTES,
+    )
+
+    wait_time_sms_enabled = models.BooleanField("wait-time SMS on", default=False)
+    in_call_sms_enabled = models.BooleanField("in-call SMS on", default=False)
+    announcement_interval_seconds = models.PositiveIntegerField(
+        "caller announcement interval (seconds)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(10)],
+        help_text="Empty: the in-call SMS settings' value.",
+    )
+    consent_play_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: the global value."
+    )
+    min_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+    max_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = QueueQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["parent", "name"], name="queue_unique_name_in_parent"),
+        ]
+
+    def __str__(self):
+        return " › ".join(q.name for q in self.ancestors_and_self())
+
+    def ancestors_and_self(self) -> list["Queue"]:
+        chain, node, seen = [], self, set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            chain.append(node)
+            node = node.parent
+        return list(reversed(chain))
+
+    @property
+    def depth(self) -> int:
+        return len(self.ancestors_and_self()) - 1
+
+    @property
+    def keyword_list(self) -> list[str]:
+        return split_keywords(self.menu_keywords)
+
+    def timer_minutes(self, name: str, chat_settings: ChatSettings | None = None) -> int:
+        """A C3 value: this queue's override, else the global setting."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        chat_settings = chat_settings or ChatSettings.load()
+        return getattr(chat_settings, name)
+
+    def clean(self):
+        errors: dict[str, str] = {}
+        self.menu_keywords = ", ".join(self.keyword_list)
+        protected = [word for word in self.keyword_list if word in PROTECTED_WORDS]
+        if protected:
+            errors["menu_keywords"] = (
+                f"{', '.join(protected)} is a protected SMS command and cannot be a menu keyword."
+            )
+        else:
+            taken = MenuCommand.objects.filter(word__in=self.keyword_list).values_list("word", flat=True)
+            if taken:
+                errors["menu_keywords"] = (
+                    f"{', '.join(taken)} is already a BACK/EXIT command word and cannot be a menu keyword."
+                )
+        if self.parent_id and self.pk:
+            node = self.parent
+            while node is not None:
+                if node.pk == self.pk:
+                    errors["parent"] = "A queue cannot sit under itself or one of its own sub-queues."
+                    break
+                node = node.parent
+        chat_settings = ChatSettings.load()
+        overrides_apply = self.dismissal_minutes is not None or (
+            self.chat_timeout_minutes is not None and chat_settings.dismissal_enabled
+        )
+        if overrides_apply:
+            dismissal = self.timer_minutes("dismissal_minutes", chat_settings)
+            timeout = self.timer_minutes("chat_timeout_minutes", chat_settings)
+            if dismissal > timeout:
+                errors["dismissal_minutes"] = (
+                    f"The dismissal timer ({dismissal} min) cannot be longer than the chat timeout "
+                    f"({timeout} min)."
+                )
+        low, high = self.min_estimated_wait_seconds, self.max_estimated_wait_seconds
+        if low is not None and high is not None and low > high:
+            errors["max_estimated_wait_seconds"] = "The maximum estimated wait must be at least the minimum."
+        if errors:
+            raise ValidationError(errors)
+
+
+class QueueMessages(models.Model):
+    """What the portal texts a consumer in this queue, in one language (SPEC C5)."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="messages")
+    language = models.CharField(max_length=8, choices=LANGUAGE_CHOICES, default="en")
+    greeting = models.TextField(blank=True, help_text="Sent when a conversation starts here.")
+    menu_prompt = models.TextField(
+        blank=True,
+        default="Reply",
+        help_text="Starts the menu text, which continues with the options: "
+        "'Reply 1 for Billing, 2 for Tech.'",
+    )
+    menu_option = models.CharField(
+        max_length=60,
+        default="{number} for {name}",
+        help_text="How each option is written in the menu; {number} and {name} are filled in.",
+    )
+    invalid_choice = models.TextField(
+        blank=True, default="Sorry, that is not one of the options."
+    )
+    queued = models.TextField(
+        blank=True, default="Thanks! An agent will be with you shortly."
+    )
+    agent_joined = models.TextField(
+        blank=True, default="{agent} has joined the chat.", help_text="{agent} becomes the agent's name."
+    )
+    after_hours = models.TextField(
+        blank=True,
+        default="We are closed right now. We will answer when we open again.",
+        help_text="Sent instead of the queued text outside the hours of operation.",
+    )
+    expired = models.TextField(
+        blank=True,
+        default="This conversation has expired. Text us again any time.",
+        help_text="Sent when a timer ends the chat. Empty: nothing is sent.",
+    )
+    chat_ended = models.TextField(blank=True, default="This conversation has ended. Thank you!")
+
+    class Meta:
+        verbose_name = "system messages in one language"
+        verbose_name_plural = "system messages by language"
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "language"], name="queue_messages_one_per_language")
+        ]
+
+    def __str__(self):
+        return f"{self.queue.name}: {language_name(self.language)}"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class OpeningHours(models.Model):
+    """One open span of a weekday, in the queue's time zone."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens_at = models.TimeField()
+    closes_at = models.TimeField(help_text="00:00 means midnight at the end of the day.")
+
+    class Meta:
+        ordering = ["weekday", "opens_at"]
+        verbose_name = "opening hours"
+        verbose_name_plural = "opening hours"
+
+    def __str__(self):
+        return f"{self.get_weekday_display()} {self.opens_at:%H:%M}–{self.closes_at:%H:%M}"
+
+    def clean(self):
+        if self.opens_at and self.closes_at and self.closes_at.hour + self.closes_at.minute:
+            if self.closes_at <= self.opens_at:
+                raise ValidationError({"closes_at": "Closing time must be after opening time."})
+
+
+class ClosedDate(models.Model):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="closed_dates")
+    date = models.DateField()
+    note = models.CharField(max_length=80, blank=True, help_text="E.g. 'Christmas Day'.")
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["queue", "date"], name="closed_date_unique")]
+
+    def __str__(self):
+        return f"{self.date:%Y-%m-%d} {self.note}".strip()
+
+
+class MenuCommand(models.Model):
+    """A configurable navigation word (defaults BACK and EXIT, SPEC C2)."""
+
+    word = models.CharField(
+        max_length=30, unique=True, help_text="A whole message, any case, e.g. BACK or MENU."
+    )
+    action = models.CharField(max_length=10, choices=MenuAction.choices)
+
+    class Meta:
+        ordering = ["action", "word"]
+        verbose_name = "BACK/EXIT command word"
+        constraints = [
+            models.UniqueConstraint(Upper("word"), name="menu_command_word_case_insensitive"),
+        ]
+
+    def __str__(self):
+        return f"{self.word} ({self.get_action_display().split(':')[0]})"
+
+    def clean(self):
+        words = split_keywords(self.word.replace(",", " "))
+        self.word = words[0] if words else ""
+        if not self.word:
+            raise ValidationError({"word": "Enter a word."})
+        if self.word in PROTECTED_WORDS:
+            raise ValidationError({"word": f"{self.word} is a protected SMS command and cannot be changed."})
+        clashes = [
+            queue.name
+            for queue in Queue.objects.exclude(menu_keywords="")
+            if self.word in queue.keyword_list
+        ]
+        if clashes:
+            raise ValidationError(
+                {"word": f"{self.word} is a menu keyword of queue {', '.join(clashes)}; pick another word."}
+            )
+
+
+def queue_text(queue: Queue | None, kind: str, language: str, fallback_language: str = "en") -> str:
+    """A queue's system message of `kind` (greeting, queued, …) in the chat's language, else in
+    the fallback language, else in any language it has. A queue with no messages of its own
+    uses its parent's (a blank text on a queue that has messages means "send nothing")."""
+    node, seen = queue, set()
+    while node is not None and node.pk not in seen:
+        seen.add(node.pk)
+        rows = {row.language: row for row in node.messages.all()}
+        if rows:
+            for code in (language, fallback_language):
+                if code in rows:
+                    return getattr(rows[code], kind, "") or ""
+            return getattr(next(iter(rows.values())), kind, "") or ""
+        node = node.parent
+    return ""

@@ -1,0 +1,378 @@
+"""The transport layer's data: the portal's numbers and their queue assignments (SPEC C4, C11)."""
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from portal.singletons import SingletonModel
+from queues.models import Queue
+from sms.numbers import validate_portal_number
+
+
+class NumberUsage(models.TextChoices):
+    SMS_CHAT = "sms_chat", "SMS chat"
+    IN_CALL = "in_call", "In-call SMS"
+
+
+class NumberDirection(models.TextChoices):
+    INCOMING = "incoming", "Incoming and outbound"
+    OUTBOUND_ONLY = "outbound_only", "Outbound only"
+
+
+class Verification(models.TextChoices):
+    UNVERIFIED = "unverified", "Unverified"
+    VERIFIED = "verified", "Verified for SMS"
+
+
+class PhoneNumberQuerySet(models.QuerySet):
+    def verified(self):
+        return self.filter(verification=Verification.VERIFIED)
+
+
+class PhoneNumber(models.Model):
+    """A number the portal texts from and receives on."""
+
+    number = models.CharField(
+        max_length=16,
+        unique=True,
+        validators=[validate_portal_number],
+        help_text="E.164 with country code (+15551234567) or a 5–6 digit short code.",
+    )
+    label = models.CharField(max_length=80, blank=True, help_text="Helps you recognise the number.")
+    usage = models.CharField(
+        max_length=10,
+        choices=NumberUsage.choices,
+        default=NumberUsage.SMS_CHAT,
+        help_text="A number used for in-call SMS can never be an SMS chat number.",
+    )
+    direction = models.CharField(
+        max_length=16,
+        choices=NumberDirection.choices,
+        default=NumberDirection.INCOMING,
+        help_text="Texts to an outbound-only number are never routed to a queue; the sender "
+        "gets the do-not-reply message.",
+    )
+    is_global_outbound = models.BooleanField(
+        "global outbound number",
+        default=False,
+        help_text="The number used for outbound SMS when no queue number is chosen. One at most.",
+    )
+    verification = models.CharField(
+        max_length=12,
+        choices=Verification.choices,
+        default=Verification.UNVERIFIED,
+        editable=False,
+        help_text="Set by the Verify action, which asks the provider whether the account owns "
+        "this number with SMS capability.",
+    )
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    verification_note = models.CharField(max_length=300, blank=True, editable=False)
+    messages_per_second = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Sending limit: Twilio allows 1/s on a US long code, more on short codes and toll-free.",
+    )
+    messages_per_day = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no daily limit."
+    )
+    messaging_service_sid = models.CharField(
+        "Messaging Service SID",
+        max_length=34,
+        blank=True,
+        help_text="Optional (MG…): send through this Twilio Messaging Service's pool.",
+    )
+
+    objects = PhoneNumberQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["number"]
+        verbose_name = "phone number"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_global_outbound"],
+                condition=Q(is_global_outbound=True),
+                name="phone_number_one_global_outbound",
+                violation_error_message="Another number is already the global outbound number.",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.number} ({self.label})" if self.label else self.number
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verification == Verification.VERIFIED
+
+    def clean(self):
+        errors = {}
+        self.messaging_service_sid = self.messaging_service_sid.strip()
+        if self.messaging_service_sid and not (
+            self.messaging_service_sid.startswith("MG") and len(self.messaging_service_sid) == 34
+        ):
+            errors["messaging_service_sid"] = "A Messaging Service SID starts with MG and has 34 characters."
+        if self.is_global_outbound:
+            others = PhoneNumber.objects.filter(is_global_outbound=True).exclude(pk=self.pk)
+            other = others.first()
+            if other is not None:
+                errors["is_global_outbound"] = (
+                    f"{other.number} is already the global outbound number; untick it there first."
+                )
+        if self.pk and self.usage == NumberUsage.IN_CALL and self.queue_links.exists():
+            errors["usage"] = (
+                "This number is assigned to SMS chat queues; remove it from them before using it "
+                "for in-call SMS."
+            )
+        if self.pk and self.direction == NumberDirection.OUTBOUND_ONLY:
+            incoming = self.queue_links.filter(role=NumberRole.INCOMING).first()
+            if incoming is not None:
+                errors["direction"] = (
+                    f"This number is the incoming number of queue {incoming.queue}; it cannot be outbound only."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class NumberRole(models.TextChoices):
+    INCOMING = "incoming", "Incoming: consumers text this number to reach the queue"
+    OUTBOUND = "outbound", "Outbound: agents and the API text from this number"
+
+
+class QueueNumber(models.Model):
+    """A number's role in a queue. An incoming number belongs to one queue at most; outbound
+    numbers may be shared."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="number_links")
+    number = models.ForeignKey(PhoneNumber, on_delete=models.PROTECT, related_name="queue_links")
+    role = models.CharField(max_length=10, choices=NumberRole.choices)
+
+    class Meta:
+        verbose_name = "queue number"
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "number", "role"], name="queue_number_unique_role"),
+            models.UniqueConstraint(
+                fields=["number"],
+                condition=Q(role="incoming"),
+                name="incoming_number_one_queue",
+                violation_error_message="This number is already the incoming number of another queue.",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.number.number} → {self.queue} ({self.role})"
+
+    def clean(self):
+        number = self.number if self.number_id else None
+        if number is None:
+            return
+        if not number.is_verified:
+            raise ValidationError(
+                {"number": f"{number.number} is not verified yet. Run the Verify action on it first."}
+            )
+        if number.usage == NumberUsage.IN_CALL:
+            raise ValidationError(
+                {"number": f"{number.number} is an in-call SMS number and cannot be used for SMS chat."}
+            )
+        if self.role == NumberRole.INCOMING:
+            if number.direction == NumberDirection.OUTBOUND_ONLY:
+                raise ValidationError(
+                    {"role": f"{number.number} is outbound only and cannot be an incoming number."}
+                )
+            other = (
+                QueueNumber.objects.filter(number=number, role=NumberRole.INCOMING)
+                .exclude(pk=self.pk)
+                .exclude(queue_id=self.queue_id)
+                .select_related("queue")
+                .first()
+            )
+            if other is not None:
+                raise ValidationError(
+                    {"number": f"{number.number} is already the incoming number of queue {other.queue}."}
+                )
+
+
+class ProviderConnection(SingletonModel):
+    """The result of the last connectivity check with the SMS provider (SPEC C11). The
+    credentials themselves come from the environment and are never stored here."""
+
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ok = models.BooleanField(null=True, editable=False)
+    message = models.TextField(blank=True, editable=False)
+    numbers_found = models.JSONField(default=list, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "Twilio connection"
+        verbose_name_plural = "Twilio connection"
+
+    def __str__(self):
+        return "Twilio connection"
+
+
+class DoNotContact(models.Model):
+    """A consumer who texted STOP (or whom the provider reported unsubscribed, Twilio 21610) to
+    one of the portal's numbers. Nothing is sent from that number until they text START."""
+
+    consumer_number = models.CharField(max_length=20)
+    portal_number = models.CharField(max_length=16)
+    source = models.CharField(max_length=20, default="stop", help_text="stop, provider (21610) or admin.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "do-not-contact entry"
+        verbose_name_plural = "do-not-contact list"
+        constraints = [
+            models.UniqueConstraint(fields=["consumer_number", "portal_number"], name="do_not_contact_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.consumer_number} ✕ {self.portal_number}"
+
+
+class InboundMessage(models.Model):
+    """Every text that reached a webhook, once: the MessageSid is unique, so a provider retry
+    can never be stored twice."""
+
+    message_sid = models.CharField(max_length=64, unique=True)
+    from_number = models.CharField(max_length=20, db_index=True)
+    to_number = models.CharField(max_length=20, db_index=True)
+    body = models.TextField(blank=True)
+    media = models.JSONField(default=list, blank=True, help_text="[{url, content_type}] as the provider sent them.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=40, blank=True, help_text="What the portal did with it.")
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return f"{self.message_sid} {self.from_number} → {self.to_number}"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    HELD = "held", "Held for quiet hours"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed (do not contact)"
+    REFUSED = "refused", "Refused"
+    EXPIRED = "expired", "Expired"
+
+
+# A status only ever moves to a higher rank; the final ones share the top rank.
+STATUS_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.HELD: 1,
+    MessageStatus.QUEUED: 2,
+    MessageStatus.SENDING: 3,
+    MessageStatus.SENT: 4,
+    MessageStatus.DELIVERED: 5,
+    MessageStatus.UNDELIVERED: 5,
+    MessageStatus.FAILED: 5,
+    MessageStatus.SUPPRESSED: 5,
+    MessageStatus.REFUSED: 5,
+    MessageStatus.EXPIRED: 5,
+}
+FINAL_STATUSES = {status for status, rank in STATUS_RANK.items() if rank == 5}
+
+
+class OutboundMessageQuerySet(models.QuerySet):
+    def due(self, now):
+        return self.filter(status__in=[MessageStatus.PENDING, MessageStatus.HELD], next_attempt_at__lte=now)
+
+
+class OutboundMessage(models.Model):
+    """Every SMS the portal sends, whatever started it, with its delivery status."""
+
+    to_number = models.CharField(max_length=20, db_index=True)
+    from_number = models.CharField(max_length=16)
+    portal_number = models.ForeignKey(PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL)
+    body = models.TextField(blank=True)
+    media_urls = models.JSONField(default=list, blank=True)
+    kind = models.CharField(
+        max_length=20, default="system", help_text="system, agent, api, sessionless, blending."
+    )
+    proactive = models.BooleanField(default=False, help_text="Subject to quiet hours.")
+    bypass_do_not_contact = models.BooleanField(
+        default=False, help_text="Only the STOP confirmation, sent once after the opt-out."
+    )
+    encoding = models.CharField(max_length=8, blank=True)
+    segments = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.PENDING, db_index=True)
+    provider_sid = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    error_code = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    notify_group = models.CharField(
+        max_length=60, blank=True, help_text="Realtime group told about status changes, e.g. chat.42."
+    )
+    batch = models.CharField(max_length=40, blank=True, db_index=True, help_text="Session-less request id.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OutboundMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["to_number", "from_number", "created_at"], name="outbound_dup_lookup")]
+
+    def __str__(self):
+        return f"#{self.pk} → {self.to_number} [{self.status}]"
+
+
+class MessageStatusEvent(models.Model):
+    """One status change of an outbound message, with the provider's error code (SPEC M6)."""
+
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="status_events")
+    status = models.CharField(max_length=12, choices=MessageStatus.choices)
+    error_code = models.CharField(max_length=20, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=12, default="portal", help_text="portal or provider.")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self):
+        return f"{self.message_id}: {self.status}"
+
+
+class RateWindow(models.Model):
+    """Fixed-window counters of the database rate limiter (used when Redis is not configured),
+    shared by every process that uses the database."""
+
+    key = models.CharField(max_length=80)
+    window_start = models.BigIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="rate_window_unique")]
+
+
+class SessionlessRequest(models.Model):
+    """One call of the Session-less SMS API (SPEC A2): its messages are OutboundMessage rows
+    whose `batch` is this request's id; no chat and no CRM record is ever made for them."""
+
+    request_id = models.CharField(max_length=40, unique=True)
+    from_number = models.CharField(max_length=16)
+    to_numbers = models.JSONField(default=list, help_text="Recipients, duplicates removed, in request order.")
+    messages = models.JSONField(default=list)
+    credential = models.ForeignKey(
+        "portal.ApiCredential", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField(help_text="Whatever is not sent by then expires.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "session-less SMS request"
+
+    def __str__(self):
+        return self.request_id
+
+    @property
+    def total(self) -> int:
+        return len(self.to_numbers) * len(self.messages)

@@ -1,0 +1,63 @@
+// The adapter's REST calls (/apps/api/v1/agent/…): the session cookie, the CSRF header, JSON in
+// and out. A refusal throws ApiError carrying the server's sentence ({"error": "..."}).
+
+const BASE = "/apps/api/v1/agent";
+
+export class ApiError extends Error {
+  constructor(message, status, code = "") {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function call(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const init = { method, headers, credentials: "same-origin" };
+  if (method !== "GET") {
+    headers["X-CSRFToken"] = csrfToken();
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body || {});
+  }
+  let response;
+  try {
+    response = await fetch(`${BASE}${path}`, init);
+  } catch (err) {
+    throw new ApiError("The portal cannot be reached. Check your connection.", 0, "network");
+  }
+  if (response.status === 401 || response.status === 403) {
+    // The session ended (signed out elsewhere, or expired): back to the login page.
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 401 || /credentials|authenticat/i.test(data.error || "")) {
+      window.location.assign(`/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`);
+    }
+    throw new ApiError(data.error || "Not allowed.", response.status, data.code || "");
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new ApiError(data.error || `The portal answered ${response.status}.`, response.status, data.code || "");
+  }
+  return data;
+}
+
+export const api = {
+  state: () => call("GET", "/state"),
+  setStatus: (status) => call("POST", "/status", { status }),
+  stats: () => call("GET", "/stats"),
+  outbound: (consumer_number, portal_number_id, body) =>
+    call("POST", "/outbound", { consumer_number, portal_number_id, body }),
+  transferTargets: () => call("GET", "/transfer-targets"),
+  accept: (chatId) => call("POST", `/offers/${chatId}/accept`),
+  messages: (chatId) => call("GET", `/chats/${chatId}/messages`),
+  send: (chatId, body) => call("POST", `/chats/${chatId}/messages`, { body }),
+  transfer: (chatId, target) => call("POST", `/chats/${chatId}/transfer`, target),
+  end: (chatId) => call("POST", `/chats/${chatId}/end`),
+  read: (chatId) => call("POST", `/chats/${chatId}/read`),
+  contact: (chatId) => call("GET", `/chats/${chatId}/contact`),
+  chooseContact: (chatId, choice) => call("POST", `/chats/${chatId}/contact`, choice),
+};

@@ -1,0 +1,175 @@
+"""Fixtures of the conversation tests (SPEC S1–S12).
+
+A portal number on the menu queue "Support" with the leaves "Billing" (option 1, keywords BILLING
+and INVOICE) and "Tech" (option 2, keyword TECH), each with its own system messages; agents
+alice and bob on both leaves; and the consumer's `phone`, which texts the portal through the
+real `POST /sms/twilio/inbound/` view with a valid X-Twilio-Signature and reads back what the
+portal sent it.
+
+Every request and every service call runs inside `django_capture_on_commit_callbacks(execute=True)`
+(the `committed` fixture, and `Phone.text`), so the work queued after commit — the django-q2
+send task, run inline because the test settings set Q_CLUSTER sync=True, and assignment —
+happens before the test looks."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from chats import services
+from chats.models import Chat, Message
+from portal import presence
+from portal.models import ChatSettings
+from sms.models import MessageStatus, OutboundMessage
+from tests.factories import link_number, make_agent, make_number, make_queue, make_queue_messages
+from tests.webhooks import post_inbound
+
+PORTAL = "+15550100001"
+OUTBOUND = "+15550100002"
+CONSUMER = "+15557654321"
+OTHER_CONSUMER = "+15557650000"
+
+GREETING = "Welcome to Acme support."
+MENU = "Reply 1 for Billing, 2 for Tech."
+BILLING_QUEUED = "Thanks! A billing agent will be with you shortly."
+TECH_QUEUED = "Thanks! A tech agent will be with you shortly."
+INVALID = "Sorry, that is not one of the options."
+CHAT_ENDED = "This conversation has ended. Thank you!"
+AFTER_HOURS = "We are closed right now. We will answer when we open again."
+
+
+@pytest.fixture
+def auth_token(settings):
+    """The webhook checks X-Twilio-Signature against TWILIO_AUTH_TOKEN whichever provider sends;
+    keep the fake Twilio's token when `twilio_settings` set it."""
+    if not settings.TWILIO_AUTH_TOKEN:
+        settings.TWILIO_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+    if not settings.TWILIO_ACCOUNT_SID:
+        settings.TWILIO_ACCOUNT_SID = "AC" + "1" * 32
+    settings.PUBLIC_BASE_URL = ""
+    return settings.TWILIO_AUTH_TOKEN
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Call a service as a request would: its after-commit work runs before it returns."""
+
+    def run(fn, /, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def chat_settings(db):
+    return ChatSettings.load()
+
+
+@pytest.fixture
+def support(db, auth_token, chat_settings):
+    number = make_number(PORTAL, label="Support line", messages_per_second=100)
+    menu = make_queue("Support")
+    billing = make_queue("Billing", parent=menu, position=1, menu_keywords="BILLING, INVOICE")
+    tech = make_queue("Tech", parent=menu, position=2, menu_keywords="TECH")
+    make_queue_messages(menu, greeting=GREETING, menu_prompt="Reply", invalid_choice=INVALID)
+    make_queue_messages(
+        billing,
+        queued=BILLING_QUEUED,
+        agent_joined="{agent} from Billing has joined the chat.",
+        chat_ended=CHAT_ENDED,
+        after_hours=AFTER_HOURS,
+    )
+    make_queue_messages(
+        tech,
+        queued=TECH_QUEUED,
+        agent_joined="{agent} from Tech has joined the chat.",
+        chat_ended=CHAT_ENDED,
+        after_hours=AFTER_HOURS,
+    )
+    link_number(menu, number)
+    return SimpleNamespace(number=number, menu=menu, billing=billing, tech=tech)
+
+
+@pytest.fixture
+def alice(support):
+    agent = make_agent("alice", display_name="Alice", max_concurrent_chats=3)
+    support.billing.agents.add(agent)
+    support.tech.agents.add(agent)
+    return agent
+
+
+@pytest.fixture
+def bob(support):
+    agent = make_agent("bob", display_name="Bob", max_concurrent_chats=3)
+    support.billing.agents.add(agent)
+    support.tech.agents.add(agent)
+    return agent
+
+
+@pytest.fixture
+def go_online(committed):
+    """The agent opens the adapter (a live websocket, once it exists): offline → available, and
+    assignment runs for the agent's queues."""
+
+    def connect(agent):
+        presence.agent_connected(agent=agent)
+        committed(services.capacity_appeared, agent=agent)
+        agent.refresh_from_db()
+        return agent
+
+    return connect
+
+
+class Phone:
+    """The consumer's phone: texts go through the signed webhook; `new_texts()` reads what the
+    portal sent since the last look (suppressed messages never reach a phone)."""
+
+    def __init__(self, client, capture, number: str = CONSUMER, portal: str = PORTAL):
+        self.client = client
+        self.capture = capture
+        self.number = number
+        self.portal = portal
+        self._last_seen = 0
+
+    def text(self, body: str = "", *, to: str | None = None, status: int = 200, **params):
+        with self.capture(execute=True):
+            response = post_inbound(
+                self.client, from_number=self.number, to_number=to or self.portal, body=body, **params
+            )
+        assert response.status_code == status, response.content
+        return response
+
+    def _received(self):
+        return OutboundMessage.objects.filter(to_number=self.number).exclude(status=MessageStatus.SUPPRESSED)
+
+    def inbox(self) -> list[str]:
+        return list(self._received().order_by("pk").values_list("body", flat=True))
+
+    def new_texts(self) -> list[str]:
+        rows = list(self._received().filter(pk__gt=self._last_seen).order_by("pk").values_list("pk", "body"))
+        if rows:
+            self._last_seen = rows[-1][0]
+        return [body for _, body in rows]
+
+    def chat(self) -> Chat | None:
+        """The consumer's newest chat with the portal number."""
+        return Chat.objects.filter(consumer_number=self.number, portal_number__number=self.portal).order_by("-pk").first()
+
+
+@pytest.fixture
+def phone(client, django_capture_on_commit_callbacks, support):
+    return Phone(client, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def make_phone(client, django_capture_on_commit_callbacks, support):
+    def build(number: str, portal: str = PORTAL) -> Phone:
+        return Phone(client, django_capture_on_commit_callbacks, number=number, portal=portal)
+
+    return build
+
+
+def transcript(chat: Chat) -> list[tuple[str, str]]:
+    """(author, body) of every transcript entry, in order."""
+    return list(Message.objects.filter(chat=chat).order_by("created_at", "pk").values_list("author", "body"))

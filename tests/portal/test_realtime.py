@@ -1,0 +1,241 @@
+"""portal.realtime (DESIGN rules 3 and 7): events leave after commit and never before, as JSON;
+a failed push never fails the caller; off the web process on the embedded default (no Redis)
+they wait in RealtimeOutbox and the web process relays them."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import logging
+import secrets
+import uuid
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+from portal import realtime
+from portal.models import RealtimeOutbox
+
+GROUP = "agent.42"
+needs_no_redis = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the relay is only used without Redis")
+
+
+@pytest.fixture(autouse=True)
+def channel_layer(settings):
+    """A fresh layer per test; on Redis a prefix of its own (other suites share the server)."""
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if settings.REDIS_URL:
+        layers["default"]["CONFIG"]["prefix"] = f"tern-test-{secrets.token_hex(6)}"
+    settings.CHANNEL_LAYERS = layers
+    return get_channel_layer()
+
+
+@pytest.fixture(autouse=True)
+def web_process(monkeypatch):
+    """The web process unless a test says otherwise."""
+    monkeypatch.delenv("TERN_PROCESS_ROLE", raising=False)
+
+
+async def _listen(layer, group: str) -> str:
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def _next(layer, channel: str, timeout: float = 1.0):
+    """The next message on the channel, or None after `timeout` seconds."""
+    try:
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return None
+
+
+def commit(layer, callbacks, *, group: str = GROUP, timeout: float = 1.0) -> tuple[object, object]:
+    """Listen on `group`, look once before the commit, run the captured after-commit callbacks as
+    the commit would, and look again: (what arrived before, what arrived after). One event loop
+    for the whole exchange, as channels_redis wants."""
+
+    async def exchange():
+        channel = await _listen(layer, group)
+        before = await _next(layer, channel, timeout=0.2)
+        for callback in callbacks:
+            await sync_to_async(callback)()
+        return before, await _next(layer, channel, timeout)
+
+    return async_to_sync(exchange)()
+
+
+# --- after commit, as JSON ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_event_leaves_only_after_commit(channel_layer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        realtime.publish_on_commit(GROUP, {"type": "chat.updated", "n": 1})
+    assert len(callbacks) == 1
+    before, after = commit(channel_layer, callbacks)
+    assert before is None
+    assert after == {"type": "push", "event": {"type": "chat.updated", "n": 1}}
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_event_never_leaves(channel_layer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                realtime.publish_on_commit(GROUP, {"type": "chat.updated"})
+                raise RuntimeError("rolled back")
+    assert callbacks == []
+    assert commit(channel_layer, callbacks, timeout=0.2) == (None, None)
+
+
+@pytest.mark.django_db
+def test_events_are_json_with_times_written_as_the_rest_answers_write_them(
+    channel_layer, django_capture_on_commit_callbacks
+):
+    at = dt.datetime(2030, 3, 4, 10, 0, 5, 250000, tzinfo=dt.timezone.utc)
+    token = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        realtime.publish_on_commit(
+            GROUP, {"type": "probe", "at": at, "day": at.date(), "amount": Decimal("1.50"), "token": token, "n": None}
+        )
+    event = commit(channel_layer, callbacks)[1]["event"]
+    assert event == {
+        "type": "probe",
+        "at": "2030-03-04T10:00:05.250Z",
+        "day": "2030-03-04",
+        "amount": "1.50",
+        "token": "12345678-1234-5678-1234-567812345678",
+        "n": None,
+    }
+    assert dt.datetime.fromisoformat(event["at"]) == at
+
+
+@pytest.mark.django_db
+def test_the_event_is_copied_when_published(channel_layer, django_capture_on_commit_callbacks):
+    """A caller changing its dict afterwards does not change what the browser hears."""
+    event = {"type": "chat.updated", "chat": {"status": "queued"}}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        realtime.publish_on_commit(GROUP, event)
+        event["chat"]["status"] = "finished"
+    assert commit(channel_layer, callbacks)[1]["event"]["chat"] == {"status": "queued"}
+
+
+@pytest.mark.django_db
+def test_no_group_means_no_event(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        realtime.publish_on_commit("", {"type": "message.status"})
+    assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_a_failed_push_never_fails_the_caller(monkeypatch, django_capture_on_commit_callbacks, caplog):
+    class BrokenLayer:
+        async def group_send(self, group, message):
+            raise ConnectionError("the channel layer is down")
+
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: BrokenLayer())
+    with caplog.at_level(logging.ERROR, logger="portal.realtime"):
+        with django_capture_on_commit_callbacks(execute=True):
+            realtime.publish_on_commit(GROUP, {"type": "chat.updated"})
+    assert any(GROUP in record.getMessage() for record in caplog.records)
+
+
+# --- the outbox off the web process ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "redis_url", "expected"),
+    [
+        ("", "", False),
+        ("web", "", False),
+        ("tasks", "", True),
+        ("sweeper", "", True),
+        ("tasks", "redis://127.0.0.1:6379/0", False),
+        ("sweeper", "redis://127.0.0.1:6379/0", False),
+    ],
+)
+def test_who_relays_through_the_database(monkeypatch, settings, role, redis_url, expected):
+    settings.REDIS_URL = redis_url
+    if role:
+        monkeypatch.setenv("TERN_PROCESS_ROLE", role)
+    assert realtime.relays_through_database() is expected
+
+
+@needs_no_redis
+@pytest.mark.django_db
+def test_the_task_cluster_writes_to_the_outbox_instead_of_the_layer(
+    channel_layer, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setenv("TERN_PROCESS_ROLE", "tasks")
+    at = dt.datetime(2030, 3, 4, 10, 0, tzinfo=dt.timezone.utc)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        realtime.publish_on_commit(GROUP, {"type": "chat.updated", "at": at})
+        realtime.publish_on_commit("chat.7", {"type": "message.created"})
+        assert RealtimeOutbox.objects.count() == 0  # after commit, here too
+    assert commit(channel_layer, callbacks, timeout=0.2) == (None, None)  # nothing on the layer
+    assert list(RealtimeOutbox.objects.order_by("pk").values_list("group", "event")) == [
+        (GROUP, {"type": "chat.updated", "at": "2030-03-04T10:00:00Z"}),
+        ("chat.7", {"type": "message.created"}),
+    ]
+
+
+@needs_no_redis
+@pytest.mark.django_db
+def test_take_outbox_takes_the_oldest_rows_once_in_batches(monkeypatch):
+    monkeypatch.setattr(realtime, "RELAY_BATCH", 2)
+    for n in range(5):
+        RealtimeOutbox.objects.create(group=f"chat.{n}", event={"type": "probe", "n": n})
+    assert realtime._take_outbox() == [("chat.0", {"type": "probe", "n": 0}), ("chat.1", {"type": "probe", "n": 1})]
+    assert realtime._take_outbox() == [("chat.2", {"type": "probe", "n": 2}), ("chat.3", {"type": "probe", "n": 3})]
+    assert realtime._take_outbox() == [("chat.4", {"type": "probe", "n": 4})]
+    assert realtime._take_outbox() == []
+    assert RealtimeOutbox.objects.count() == 0
+
+
+@pytest.fixture
+def no_relay(monkeypatch):
+    """Forget any relay task of an earlier test; cancel the one this test starts."""
+    monkeypatch.setattr(realtime, "_relay_task", None)
+    yield
+    task = realtime._relay_task
+    if task is not None and not task.done():
+        task.cancel()
+
+
+@needs_no_redis
+async def test_the_relay_sends_outbox_rows_to_their_groups_and_survives_errors(channel_layer, monkeypatch, no_relay):
+    batches = [RuntimeError("database is locked"), [(GROUP, {"type": "probe", "n": 1})]]
+
+    def take_outbox():
+        item = batches.pop(0) if batches else []
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    monkeypatch.setattr(realtime, "_take_outbox", take_outbox)
+    monkeypatch.setattr(realtime, "RELAY_INTERVAL_SECONDS", 0.01)
+    channel = await _listen(channel_layer, GROUP)
+    realtime.ensure_relay()
+    assert await _next(channel_layer, channel, timeout=2) == {"type": "push", "event": {"type": "probe", "n": 1}}
+    assert batches == []
+
+
+@needs_no_redis
+async def test_one_relay_per_process(no_relay, monkeypatch):
+    monkeypatch.setattr(realtime, "_take_outbox", lambda: [])
+    realtime.ensure_relay()
+    first = realtime._relay_task
+    realtime.ensure_relay()
+    assert realtime._relay_task is first and not first.done()
+
+
+def test_no_relay_with_redis(settings, no_relay):
+    """With Redis every process shares the channel layer: nothing to relay, no loop needed."""
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    realtime.ensure_relay()
+    assert realtime._relay_task is None
