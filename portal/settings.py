@@ -94,12 +94,21 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'tern.sqlite3'}",
-        # Reuse server connections (a new PostgreSQL connection per request costs more than
-        # the request); health checks drop a connection the server closed.
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # Reuse server connections through psycopg's pool (a new PostgreSQL connection per request
+    # costs more than the request). Persistent connections (CONN_MAX_AGE) would leak under ASGI,
+    # where every request runs in a thread of its own and each thread keeps its connection; the
+    # pool hands a connection back when the request ends. It needs CONN_MAX_AGE = 0.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "10")),
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the q cluster write to the same file: WAL lets readers and one writer
     # overlap, IMMEDIATE takes the write lock up front instead of failing half-way.
