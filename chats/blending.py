@@ -458,6 +458,8 @@ def _open_sms_side(call: Call, chat_type: str) -> Chat:
         transition(chat, ChatStatus.QUEUED, by=f"call:{call.pk}", call_id=call.pk)
     call.chat = chat
     call.save(update_fields=["chat"])
+    if call.status == CallStatus.ASSIGNED:
+        events.call_updated(call)  # the agent's page follows the new SMS side (sms_chat_id)
     return chat
 
 

@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import transaction
 
 from chats import events
-from chats.models import Chat, Offer
+from chats.models import Call, CallStatus, Chat, Offer
 from chats.services import agent_queue_ids, capacity_appeared
 from portal.models import AgentProfile, ChatSettings
 from portal.presence import agent_connected, agent_disconnected, touch_agent
@@ -41,9 +41,12 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         self.mask_numbers = await database_sync_to_async(_masks_numbers)(user)
         self.seq = 0
         self.groups_joined: set[str] = set()
+        # chat.<id> groups of the SMS side of the agent's calls (SPEC B1, B2): joined and left by
+        # call.updated, not by the chat's own events (that chat has no agent of its own).
+        self.call_chat_groups: set[str] = set(await database_sync_to_async(_call_chat_groups)(agent))
         self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
         self.offered: set[int] = set(await database_sync_to_async(_open_offers)(agent))
-        for group in await database_sync_to_async(_initial_groups)(agent):
+        for group in [*await database_sync_to_async(_initial_groups)(agent), *self.call_chat_groups]:
             await self._join(group)
         await self.accept()
         await database_sync_to_async(_mark_connected)(agent)
@@ -98,11 +101,15 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             group = events.chat_group(chat["id"])
             if mine and chat.get("status") == "assigned":
                 await self._join(group)
-            elif group in self.groups_joined and (not mine or chat.get("status") != "assigned"):
+            elif group in self.groups_joined and group not in self.call_chat_groups and (
+                not mine or chat.get("status") != "assigned"
+            ):
                 await self.channel_layer.group_discard(group, self.channel_name)
                 self.groups_joined.discard(group)
         elif event.get("type") == "chat.offered":
             self.offered.add((event.get("chat") or {}).get("id"))  # sent to agent.<id> only
+        elif event.get("type") == "call.updated":
+            await self._follow_call_chat(event.get("call") or {})
         await self._send_event(self._masked(event))
 
     def _masked(self, event: dict) -> dict:
@@ -117,6 +124,20 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(call, dict) and call.get("caller_number"):
             event = {**event, "call": {**call, "caller_number": mask_number(call["caller_number"])}}
         return event
+
+    async def _follow_call_chat(self, call: dict):
+        """While a call is this agent's, its SMS side's messages and delivery statuses
+        (message.created, message.status on chat.<id>) reach this page too."""
+        mine = call.get("agent_id") == self.agent_id and call.get("status") == CallStatus.ASSIGNED
+        group = events.chat_group(call["sms_chat_id"]) if call.get("sms_chat_id") else None
+        if mine and group:
+            self.call_chat_groups.add(group)
+            await self._join(group)
+        elif not mine and group in self.call_chat_groups:
+            self.call_chat_groups.discard(group)
+            if group in self.groups_joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+                self.groups_joined.discard(group)
 
     async def _join(self, group: str):
         if group not in self.groups_joined:
@@ -133,6 +154,11 @@ def _initial_groups(agent: AgentProfile) -> list[str]:
     groups += [events.queue_group(queue_id) for queue_id in agent_queue_ids(agent)]
     groups += [events.chat_group(pk) for pk in Chat.objects.held_by(agent).values_list("pk", flat=True)]
     return groups
+
+
+def _call_chat_groups(agent: AgentProfile) -> list[str]:
+    chat_ids = Call.objects.filter(agent=agent, status=CallStatus.ASSIGNED, chat__isnull=False).values_list("chat_id", flat=True)
+    return [events.chat_group(pk) for pk in chat_ids]
 
 
 def _open_offers(agent: AgentProfile) -> list[int]:
