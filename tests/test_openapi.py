@@ -120,6 +120,14 @@ def test_the_docs_page_is_served_without_anything_from_the_internet(client, path
         assert asset in page
 
 
+def test_the_redoc_page_forbids_images_from_elsewhere(client):
+    """ReDoc's footer would load Redocly's logo from its CDN; the page's policy blocks it."""
+    page = client.get("/apps/api/v1/docs/").content.decode()
+
+    assert 'http-equiv="Content-Security-Policy"' in page
+    assert "img-src 'self' data: blob:" in page
+
+
 def test_the_docs_scripts_are_static_files_of_an_installed_package(client):
     page = client.get("/apps/api/v1/docs/").content.decode()
     script = page.split('src="', 2)[1].split('"', 1)[0] if 'src="' in page else ""
