@@ -5,8 +5,9 @@ answers; refusals are 4xx with {"error": "<sentence>"}.
     GET  /apps/api/v1/agent/calls                     the calls the agent is on now
     GET  /apps/api/v1/agent/calls/{id}                one call, with its "Wait Time SMS Received" state
     GET  /apps/api/v1/agent/calls/{id}/messages       the call's SMS: what the banner opens
-    GET  /apps/api/v1/agent/calls/{id}/presets        preset messages in the call's language, custom
-                                                      message rules, app links on offer
+    GET  /apps/api/v1/agent/calls/{id}/presets        preset messages in the call's language (and that
+                                                      language's name), custom message rules, app
+                                                      links on offer
     POST /apps/api/v1/agent/calls/{id}/sms-session    open the in-call SMS session
     POST /apps/api/v1/agent/calls/{id}/sms            {"preset_id"} or {"body"} (custom, ≤ 918)
     POST /apps/api/v1/agent/calls/{id}/app-link       {"platform": "ios"|"android", "link": "download"|"launch"}
@@ -23,6 +24,7 @@ from chats.api import AgentView
 from chats.models import Call, CallStatus, Message
 from chats.serializers import MessageSerializer, consumer_number_for
 from chats.services import ChatActionError
+from portal.languages import language_name
 from portal.models import InCallSmsSettings, PresetMessage
 
 
@@ -78,12 +80,17 @@ class CallPresetsView(CallsAgentView):
     def get(self, request, call_id):
         call = self.call_for_agent(call_id)
         in_call = InCallSmsSettings.load()
+        presets = blending.presets_for(call)
+        language = presets[0].language if presets else call.language
         return Response(
             {
                 "presets": [
                     {"id": p.pk, "label": p.label, "text": p.text, "language": p.language, "long": len(p.text) > 160}
-                    for p in blending.presets_for(call)
+                    for p in presets
                 ],
+                # The language the presets are in (the call's, else the default): the page says so.
+                "language": language,
+                "language_name": language_name(language),
                 "custom_allowed": in_call.custom_messages_allowed,
                 "custom_limit": in_call.custom_message_limit,
                 "app_links": blending.available_app_links(),

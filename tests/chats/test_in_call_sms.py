@@ -200,6 +200,7 @@ def test_presets_follow_the_calls_language(new_call, alice, adapter, committed, 
     body = adapter.get(f"/{spanish.pk}/presets").json()
 
     assert [p["label"] for p in body["presets"]] == ["Foto"]
+    assert (body["language"], body["language_name"]) == ("es", "Spanish")  # the adapter labels the list
     assert body["custom_allowed"] is False and body["custom_limit"] == 918
     assert body["refusal"] == ""
 
@@ -210,7 +211,9 @@ def test_without_presets_in_its_language_the_default_languages_are_offered(adapt
     call = Call.objects.get(pk=on_call.pk)
     Call.objects.filter(pk=call.pk).update(language="fr")
 
-    assert [p["label"] for p in adapter.get(f"/{call.pk}/presets").json()["presets"]] == ["Hello"]
+    body = adapter.get(f"/{call.pk}/presets").json()
+    assert [p["label"] for p in body["presets"]] == ["Hello"]
+    assert body["language_name"] == "English"  # what the agent is offered, not the call's French
 
 
 def test_a_preset_goes_to_the_caller_from_the_in_call_number(adapter, on_call, presets, heard, caller_phone):
