@@ -60,4 +60,13 @@ export const api = {
   read: (chatId) => call("POST", `/chats/${chatId}/read`),
   contact: (chatId) => call("GET", `/chats/${chatId}/contact`),
   chooseContact: (chatId, choice) => call("POST", `/chats/${chatId}/contact`, choice),
+  // Calls (SPEC B1–B3): the agent's calls, the texts beside them, in-call SMS and app links.
+  calls: () => call("GET", "/calls"),
+  callDetail: (callId) => call("GET", `/calls/${callId}`),
+  callMessages: (callId) => call("GET", `/calls/${callId}/messages`),
+  callOptions: (callId) => call("GET", `/calls/${callId}/presets`),
+  openSmsSession: (callId) => call("POST", `/calls/${callId}/sms-session`),
+  sendCallPreset: (callId, presetId) => call("POST", `/calls/${callId}/sms`, { preset_id: presetId }),
+  sendCallText: (callId, body) => call("POST", `/calls/${callId}/sms`, { body }),
+  sendAppLink: (callId, platform, link) => call("POST", `/calls/${callId}/app-link`, { platform, link }),
 };

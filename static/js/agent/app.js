@@ -1,13 +1,15 @@
 // The agent adapter (/agent/): state loaded over REST, kept live by /ws/agent/ events, actions
 // through the REST API. After every (re)connection the page reloads GET state and the open
-// transcript; messages are keyed by id, so nothing is missed or shown twice.
+// transcript; messages are keyed by id, so nothing is missed or shown twice. The agent's calls
+// (wait-time SMS banner, in-call SMS, app links) live in calls.js and follow the same rules.
 import { api, ApiError } from "./api.js";
 import { AgentSocket } from "./socket.js";
 import { countSegments, MAX_BODY_CHARS } from "./segments.js";
 import { Notifier } from "./notify.js";
+import { createCalls } from "./calls.js";
 import {
-  $, h, formatTime, formatDate, formatClock, formatDuration,
-  STATUS_RANK, STATUS_LABEL, BAD_STATUSES, FINISH_LABEL, START_LABEL,
+  $, h, formatTime, formatDate, formatClock, formatDuration, renderMedia, statusNode,
+  STATUS_RANK, FINISH_LABEL, START_LABEL,
 } from "./render.js";
 
 const root = $("app");
@@ -38,6 +40,15 @@ const state = {
 
 const notifier = new Notifier(document.title);
 let socket;
+// The agent's calls (SPEC B1–B3): cards above the chats, the open call in the middle column.
+const calls = createCalls({
+  me,
+  toast: (text, kind) => toast(text, kind),
+  errorText: (err) => errorText(err),
+  notifier,
+  leaveChat: () => leaveChat(),
+  chatOpen: () => state.openChatId !== null,
+});
 
 // ---------------------------------------------------------------------------------------------
 // Small utilities
@@ -167,7 +178,7 @@ function applyState(data) {
 
 // Event payloads carry Python's str(datetime) ("2026-03-01 10:00:00+00:00"); make them ISO 8601
 // like the REST answers, which every browser parses.
-const TIME_FIELDS = ["created_at", "queued_at", "assigned_at", "ends_at", "last_consumer_message_at", "last_agent_message_at"];
+const TIME_FIELDS = ["created_at", "queued_at", "assigned_at", "ends_at", "ended_at", "last_consumer_message_at", "last_agent_message_at"];
 function isoTimes(obj) {
   if (!obj || typeof obj !== "object") return;
   for (const field of TIME_FIELDS) {
@@ -178,7 +189,13 @@ function isoTimes(obj) {
 function onEvent(event) {
   isoTimes(event.chat);
   isoTimes(event.message);
+  isoTimes(event.call);
   switch (event.type) {
+    case "call.updated":
+    case "call.banner":
+    case "call.message":
+      calls.onEvent(event);
+      break;
     case "chat.offered":
       onOffered(event.chat);
       break;
@@ -192,10 +209,11 @@ function onEvent(event) {
       onChatUpdated(event.chat, event);
       break;
     case "message.created":
-      onMessageCreated(event.message);
+      // The SMS side of a call is the calls' (its chat is never in the chat list).
+      if (!calls.onEvent(event)) onMessageCreated(event.message);
       break;
     case "message.status":
-      onMessageStatus(event);
+      if (!calls.onEvent(event)) onMessageStatus(event);
       break;
     case "stats.updated":
       if (event.stats) {
@@ -498,6 +516,7 @@ setInterval(() => {
 // The open chat: header, transcript
 
 async function openChat(chatId) {
+  calls.hide();
   if (state.openChatId && state.openChatId !== chatId) state.drafts.set(state.openChatId, $("composer-input").value);
   const switching = state.openChatId !== chatId;
   state.openChatId = chatId;
@@ -530,7 +549,22 @@ function closeChat() {
   state.outboundIndex = new Map();
   state.contact = null;
   $("chat-view").hidden = true;
-  $("no-chat").hidden = false;
+  $("no-chat").hidden = calls.isOpen();
+  $("transcript").replaceChildren();
+  $("crm-body").replaceChildren(h("p", { class: "empty" }, "Open a chat to see its contact and earlier chats."));
+  renderChatList();
+}
+
+/** A call is being opened in the middle column: put the open chat away, keeping its draft. */
+function leaveChat() {
+  if (!state.openChatId) return;
+  state.drafts.set(state.openChatId, $("composer-input").value);
+  state.openChatId = null;
+  state.transcript = new Map();
+  state.outboundIndex = new Map();
+  state.contact = null;
+  closeShortcutMenu();
+  $("chat-view").hidden = true;
   $("transcript").replaceChildren();
   $("crm-body").replaceChildren(h("p", { class: "empty" }, "Open a chat to see its contact and earlier chats."));
   renderChatList();
@@ -622,7 +656,7 @@ function addMessages(messages) {
 
 function messageNode(m) {
   const author = m.author === "agent" ? (m.agent_id === me ? "You" : m.agent_name || "Agent") : m.author === "system" ? "System" : "Consumer";
-  const media = (m.media || []).map(renderMedia);
+  const media = (m.media || []).map((item) => renderMedia(item));
   const statusEl = m.outbound_id || m.status ? statusNode(m) : null;
   return h("li", { class: `msg msg-${m.author}`, dataset: { id: m.id, status: m.status || "" } },
     h("div", { class: "bubble" },
@@ -635,31 +669,6 @@ function messageNode(m) {
       statusEl,
     ),
   );
-}
-
-function statusNode(m) {
-  const status = m.status || "pending";
-  const bad = BAD_STATUSES.has(status);
-  let text = STATUS_LABEL[status] || status;
-  if (bad && (m.error_code || m.error_message)) {
-    text += ` — ${[m.error_code, m.error_message].filter(Boolean).join(": ")}`;
-  }
-  return h("span", { class: `msg-status status-${status}${bad ? " bad" : ""}` }, text);
-}
-
-function renderMedia(item) {
-  const kind = item.kind || (item.content_type || "").split("/")[0] || "file";
-  const what = kind === "image" ? "Image" : kind === "video" ? "Video" : "Attachment";
-  if (item.url && kind === "image") {
-    return h("a", { class: "media-item", href: item.url, target: "_blank", rel: "noopener", title: `Open ${what.toLowerCase()} (${item.content_type})` },
-      h("img", { src: item.url, alt: `${what} sent by the consumer`, loading: "lazy" }));
-  }
-  if (item.url && kind === "video") {
-    return h("video", { class: "media-item", src: item.url, controls: true, preload: "metadata" });
-  }
-  if (item.url) return h("a", { class: "media-file", href: item.url, target: "_blank", rel: "noopener" }, `${what} (${item.content_type})`);
-  if (item.error) return h("span", { class: "media-error" }, `${what} not available: ${item.error}`);
-  return h("span", { class: "media-pending" }, `${what} loading…`);
 }
 
 function renderTranscript() {
@@ -1175,7 +1184,10 @@ document.addEventListener("keydown", (ev) => {
 
 socket = new AgentSocket({
   onEvent,
-  onResync: () => resync(),
+  onResync: () => {
+    resync();
+    calls.resync();
+  },
   onStatus: setConnection,
   onRefused: (code) => {
     setConnection("refused");
@@ -1196,7 +1208,8 @@ setInterval(refreshStats, 60_000);
 
 updateCounter();
 resync({ transcript: false });
+calls.resync();
 socket.connect();
 
 // A small handle for the browser tests and for debugging from the console.
-window.tern = { state, socket, resync };
+window.tern = { state, socket, resync, calls: calls.state };

@@ -94,3 +94,30 @@ export const FINISH_LABEL = {
 };
 
 export const START_LABEL = { manual_answer: "Manual answer", auto_answer: "Auto answer", outbound: "Outbound" };
+
+/** A message's delivery status, with the provider's code and reason when it went wrong. */
+export function statusNode(m) {
+  const status = m.status || "pending";
+  const bad = BAD_STATUSES.has(status);
+  let text = STATUS_LABEL[status] || status;
+  if (bad && (m.error_code || m.error_message)) {
+    text += ` — ${[m.error_code, m.error_message].filter(Boolean).join(": ")}`;
+  }
+  return h("span", { class: `msg-status status-${status}${bad ? " bad" : ""}` }, text);
+}
+
+/** A picture inline, a video with controls, another file as a link; or why it is not there. */
+export function renderMedia(item, sender = "the consumer") {
+  const kind = item.kind || (item.content_type || "").split("/")[0] || "file";
+  const what = kind === "image" ? "Image" : kind === "video" ? "Video" : "Attachment";
+  if (item.url && kind === "image") {
+    return h("a", { class: "media-item", href: item.url, target: "_blank", rel: "noopener", title: `Open ${what.toLowerCase()} (${item.content_type})` },
+      h("img", { src: item.url, alt: `${what} sent by ${sender}`, loading: "lazy" }));
+  }
+  if (item.url && kind === "video") {
+    return h("video", { class: "media-item", src: item.url, controls: true, preload: "metadata" });
+  }
+  if (item.url) return h("a", { class: "media-file", href: item.url, target: "_blank", rel: "noopener" }, `${what} (${item.content_type})`);
+  if (item.error) return h("span", { class: "media-error" }, `${what} not available: ${item.error}`);
+  return h("span", { class: "media-pending" }, `${what} loading…`);
+}
