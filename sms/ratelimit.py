@@ -2,10 +2,11 @@
 Fixed windows: `take(key, limit, period)` counts one use and returns 0, or returns the seconds to
 wait for the next window when this one is full."""
 import functools
+import sqlite3
 import time
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 
@@ -36,6 +37,27 @@ def _take_redis(key: str, window: int, limit: int, period: int) -> bool:
 
 
 def _take_database(key: str, window: int, limit: int) -> bool:
+    """One statement: create the window with a count of 1, or add 1 to it while it is below the
+    limit; a row comes back only when this use was counted. Both databases run it atomically
+    (PostgreSQL's and SQLite's upsert)."""
+    from sms.models import RateWindow
+
+    if connection.vendor == "sqlite" and sqlite3.sqlite_version_info < (3, 35):  # no RETURNING
+        return _take_database_portable(key, window, limit)
+    table, key_column, start, count = (
+        connection.ops.quote_name(name) for name in (RateWindow._meta.db_table, "key", "window_start", "count")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key_column}, {start}, {count}) VALUES (%s, %s, 1) "
+            f"ON CONFLICT ({key_column}, {start}) DO UPDATE SET {count} = {table}.{count} + 1 "
+            f"WHERE {table}.{count} < %s RETURNING {count}",
+            [key, window, limit],
+        )
+        return cursor.fetchone() is not None
+
+
+def _take_database_portable(key: str, window: int, limit: int) -> bool:
     from sms.models import RateWindow
 
     try:
