@@ -304,7 +304,22 @@ class OutboundMessage(models.Model):
     error_code = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="When the message is next due to be tried: a held message's window opening, a "
+        "retry after backoff or the sending limit, or its creation for a fresh one. Empty once "
+        "the provider took it or it reached a final status.",
+    )
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Who holds the message until then: the task queue after an enqueue (a grace "
+        "period), or the worker calling the provider. Nobody else sends it before; after, the "
+        "sweeper does.",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     notify_group = models.CharField(
         max_length=60, blank=True, help_text="Realtime group told about status changes, e.g. chat.42."
@@ -338,6 +353,25 @@ class MessageStatusEvent(models.Model):
 
     def __str__(self):
         return f"{self.message_id}: {self.status}"
+
+
+class PendingProviderStatus(models.Model):
+    """A provider status callback for a sid no message has yet: Twilio can call back before the
+    answer to the send reaches the worker and the sid is saved. Applied (and deleted) when the sid
+    is saved; a callback whose sid never shows up is dropped by the outbound sweeper after a day."""
+
+    provider_sid = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=20, help_text="As the provider sent it.")
+    error_code = models.CharField(max_length=20, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["received_at", "pk"]
+        verbose_name = "early status callback"
+
+    def __str__(self):
+        return f"{self.provider_sid}: {self.status}"
 
 
 class RateWindow(models.Model):
