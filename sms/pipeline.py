@@ -3,13 +3,18 @@
 Checks, in order: do-not-contact (recorded as suppressed, never sent), the duplicate limiter,
 quiet hours for proactive messages (held), body and media limits with the segment count; then
 the send is enqueued as a django-q2 task after commit. The sending limits of the number are
-applied by the task (sms/tasks.py), so every worker process obeys them."""
+applied by the task (sms/tasks.py), so every worker process obeys them.
+
+Nothing is lost: a queued message is due (`next_attempt_at`) from the moment it is made, and the
+task queue holds it only for a grace period (`lease_until`, handed to the task as its token); an
+enqueue that fails is logged and the outbound sweeper sends the message once the grace is over.
+Nothing is sent twice: the task claims the message before it calls the provider (sms/tasks.py)."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from portal import webhooks
@@ -22,6 +27,7 @@ from sms.models import (
     MessageStatus,
     MessageStatusEvent,
     OutboundMessage,
+    PendingProviderStatus,
     PhoneNumber,
 )
 from sms.quiet_hours import next_send_time
@@ -35,6 +41,19 @@ HELD_MESSAGE_LIFETIME = dt.timedelta(hours=24)
 # Kinds the duplicate limiter applies to. System replies (menus, confirmations, "invalid
 # choice") answer the consumer's own texts, so repeating them is expected.
 LIMITED_KINDS = {"agent", "api", "sessionless", "blending"}
+
+# How long the task queue holds a message after an enqueue before the sweeper sends it itself
+# (the enqueue failed, or the broker or the worker lost the task). Longer than a task usually
+# waits in the queue; when the queue is slower, the second task finds the message taken or sent.
+ENQUEUE_GRACE = dt.timedelta(seconds=60)
+
+# Early status callbacks (before the sid is saved) are kept this long for their message.
+EARLY_CALLBACK_LIFETIME = dt.timedelta(days=1)
+SWEEP_CALLBACKS = 200
+
+# Statuses an earlier copy of a text can be in without counting for the duplicate limiter: it
+# never went out and never will.
+NEVER_SENT = [MessageStatus.SUPPRESSED, MessageStatus.REFUSED, MessageStatus.FAILED, MessageStatus.EXPIRED]
 
 
 class SendRefused(Exception):
@@ -80,6 +99,41 @@ def queue_sms(
     duplicate limiter and the size limits; a do-not-contact recipient gives a `suppressed` row."""
     body = body or ""
     media_urls = list(media_urls or [])
+    _check_size(body, media_urls)
+
+    chat_settings = ChatSettings.load()
+    now = timezone.now()
+    info = count_segments(body)
+    limited = bool(kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and body)
+    # One transaction (the caller's, when there is one: no savepoint) for the row, its first
+    # status event and, for a limited kind, the lock that makes the duplicate check and the
+    # insert one step. Nothing raises inside it: SendRefused leaves the caller's transaction
+    # usable (callers catch it and go on).
+    with transaction.atomic(savepoint=False):
+        portal_number = _portal_number(from_number, lock=limited)
+        message = OutboundMessage(
+            to_number=to,
+            from_number=from_number,
+            portal_number=portal_number,
+            body=body,
+            media_urls=media_urls,
+            kind=kind,
+            proactive=proactive,
+            encoding=info.encoding,
+            segments=info.segments,
+            notify_group=notify_group,
+            batch=batch,
+            expires_at=expires_at,
+            bypass_do_not_contact=ignore_do_not_contact,
+        )
+        refused = _queue_checked(message, chat_settings, now, limited=limited)
+    if refused:
+        raise SendRefused(refused)
+    return message
+
+
+def _check_size(body: str, media_urls: list[str]) -> None:
+    """SPEC S11 step 5: raises SendRefused for an empty message, or one too long for the provider."""
     if not body.strip() and not media_urls:
         raise SendRefused("message is required")
     if len(body) > MAX_BODY_CHARS:
@@ -87,75 +141,106 @@ def queue_sms(
     if len(media_urls) > MAX_MEDIA_ITEMS:
         raise SendRefused(f"at most {MAX_MEDIA_ITEMS} media items can be sent in one message")
 
-    chat_settings = ChatSettings.load()
-    now = timezone.now()
-    portal_number = PhoneNumber.objects.filter(number=from_number).first()
-    info = count_segments(body)
-    message = OutboundMessage(
-        to_number=to,
-        from_number=from_number,
-        portal_number=portal_number,
-        body=body,
-        media_urls=media_urls,
-        kind=kind,
-        proactive=proactive,
-        encoding=info.encoding,
-        segments=info.segments,
-        notify_group=notify_group,
-        batch=batch,
-        expires_at=expires_at,
-        bypass_do_not_contact=ignore_do_not_contact,
-    )
 
-    if not ignore_do_not_contact and is_do_not_contact(to, from_number):
+def _portal_number(number: str, *, lock: bool) -> PhoneNumber | None:
+    """The portal's number row; locked for the duplicate limiter (SPEC S11 step 2), so two sends
+    of the same text through one number run their check-then-insert one after the other.
+    FOR NO KEY UPDATE: it does not block the inserts of other messages that point at the row.
+    SQLite ignores it, and needs nothing more: its transactions take the write lock at BEGIN."""
+    numbers = PhoneNumber.objects.filter(number=number)
+    if lock:
+        numbers = numbers.select_for_update(no_key=connection.features.has_select_for_no_key_update)
+    return numbers.first()
+
+
+def _queue_checked(message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime, *, limited: bool) -> str:
+    """The checks of queue_sms on an unsaved message, which is saved in the status they lead to.
+    Returns the refusal's text, else ""."""
+    to, from_number = message.to_number, message.from_number
+    if not message.bypass_do_not_contact and is_do_not_contact(to, from_number):
         message.status = MessageStatus.SUPPRESSED
         message.error_message = "Recipient is on the do-not-contact list."
         message.save()
         _record(message, MessageStatus.SUPPRESSED, detail=message.error_message)
         log.info("outbound suppressed: to=%s from=%s (do not contact)", to, from_number)
-        return message
+        return ""
 
-    if kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and body:
-        since = now - dt.timedelta(minutes=chat_settings.duplicate_window_minutes)
-        duplicate = (
-            OutboundMessage.objects.filter(to_number=to, from_number=from_number, body=body, created_at__gte=since)
-            # Only a message that went out, or still may, counts: one that was never sent
-            # (suppressed, refused, failed, expired while held) may be sent again.
-            .exclude(
-                status__in=[
-                    MessageStatus.SUPPRESSED,
-                    MessageStatus.REFUSED,
-                    MessageStatus.FAILED,
-                    MessageStatus.EXPIRED,
-                ]
-            )
-            .exists()
-        )
-        if duplicate:
-            raise SendRefused(DUPLICATE_MESSAGE_ERROR)
+    if limited and _is_duplicate(message, chat_settings, now):
+        return DUPLICATE_MESSAGE_ERROR
 
-    if proactive:
+    if message.proactive:
         opens = next_send_time(to, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
         if opens > now:
             message.status = MessageStatus.HELD
             message.next_attempt_at = opens
-            message.expires_at = expires_at or opens + HELD_MESSAGE_LIFETIME
+            message.expires_at = message.expires_at or opens + HELD_MESSAGE_LIFETIME
             message.save()
             _record(message, MessageStatus.HELD, detail=f"Quiet hours: goes out at {opens.isoformat()}.")
-            return message
+            return ""
 
     message.status = MessageStatus.QUEUED
+    message.next_attempt_at = now
+    message.lease_until = now + ENQUEUE_GRACE
     message.save()
     _record(message, MessageStatus.QUEUED)
     enqueue_send(message)
-    return message
+    return ""
+
+
+def _is_duplicate(message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime) -> bool:
+    """The same body to the same number from the same number inside the window. Only a copy that
+    went out, or still may, counts: one never sent (suppressed, refused, failed, expired) does
+    not. For a message being admitted (itself `pending`), the other pending ones do not count
+    either: they are admitted in order, and the first admitted is the one that counts."""
+    since = now - dt.timedelta(minutes=chat_settings.duplicate_window_minutes)
+    earlier = OutboundMessage.objects.filter(
+        to_number=message.to_number, from_number=message.from_number, body=message.body, created_at__gte=since
+    )
+    if message.pk:
+        earlier = earlier.exclude(pk=message.pk).exclude(status__in=[*NEVER_SENT, MessageStatus.PENDING])
+    else:
+        earlier = earlier.exclude(status__in=NEVER_SENT)
+    return earlier.exists()
 
 
 def enqueue_send(message: OutboundMessage) -> None:
+    """Hand the message to the send task after commit, with its lease as the task's token. An
+    enqueue that fails (the broker is down) never fails the caller: it is logged, and the sweeper
+    sends the message when the lease runs out."""
+    pk, lease = message.pk, message.lease_until
+    transaction.on_commit(lambda: _enqueue_send(pk, lease))
+
+
+def enqueue_sends(messages: list[OutboundMessage]) -> None:
+    """`enqueue_send` for many messages: one after-commit callback and one broker connection for
+    all their tasks (django-q2 opens a new one per task otherwise)."""
+    jobs = [(message.pk, message.lease_until) for message in messages]
+    if not jobs:
+        return
+
+    def enqueue_all():
+        from django_q.brokers import get_broker
+
+        try:
+            broker = get_broker()
+        except Exception:  # noqa: BLE001 — each enqueue below tries (and logs) on its own
+            broker = None
+        for pk, lease in jobs:
+            _enqueue_send(pk, lease, broker=broker)
+
+    transaction.on_commit(enqueue_all)
+
+
+def _enqueue_send(pk: int, lease: dt.datetime | None, *, broker=None) -> None:
     from django_q.tasks import async_task
 
-    pk = message.pk
-    transaction.on_commit(lambda: async_task("sms.tasks.send_message", pk, task_name=f"send-sms-{pk}"))
+    try:
+        # save=False: a successful send keeps no result row (failures are still kept).
+        async_task("sms.tasks.send_message", pk, lease, task_name=f"send-sms-{pk}", save=False, broker=broker)
+    except Exception:  # noqa: BLE001 — whatever the broker raises, the sweeper catches up
+        log.exception(
+            "send task not enqueued: id=%s; the sweeper sends it after %ss", pk, int(ENQUEUE_GRACE.total_seconds())
+        )
 
 
 def set_status(
@@ -193,6 +278,11 @@ def _record(message: OutboundMessage, status: str, *, error_code: str = "", deta
     MessageStatusEvent.objects.create(
         message=message, status=status, error_code=str(error_code or "")[:20], detail=detail[:500], source=source
     )
+    _announce(message, status, error_code=error_code)
+
+
+def _announce(message: OutboundMessage, status: str, *, error_code: str = "") -> None:
+    """A status change, told to the event webhooks and to the message's notify group."""
     webhooks.emit(
         WebhookEvent.MESSAGE_STATUS,
         {
@@ -221,13 +311,79 @@ def _record(message: OutboundMessage, status: str, *, error_code: str = "", deta
 
 
 def apply_provider_status(*, provider_sid: str, status: str, error_code: str = "", detail: str = "") -> bool:
-    """A status callback from the provider (Twilio's or the local provider's)."""
+    """A status callback from the provider (Twilio's, or the local provider's). Twilio may call
+    back before the answer to the send reaches the worker and the sid is saved: such a callback
+    is kept (PendingProviderStatus) and applied by `record_provider_sid`. Returns whether the
+    message's status changed."""
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(provider_sid=provider_sid).first()
+        if message is not None:
+            return set_status(message, status, error_code=error_code, detail=detail, source="provider")
+        PendingProviderStatus.objects.create(
+            provider_sid=provider_sid[:64], status=status[:20], error_code=str(error_code or "")[:20], detail=detail[:500]
+        )
+    log.info("status callback before its message's sid was saved: sid=%s status=%s (kept)", provider_sid, status)
+    # The sid may have been saved since we looked. Run in autocommit (the webhook), either this
+    # look or the sender's look for early callbacks, each made after its own write committed,
+    # sees the other's write; the outbound sweeper catches anything else.
+    return apply_pending_statuses(provider_sid)
+
+
+def record_provider_sid(message_id: int, provider_sid: str, statuses: tuple[str, ...] = ()) -> None:
+    """The provider took the message: save its sid (the send is over: no next try, no lease),
+    then apply `statuses` (what the provider answered, or — the local provider — reports at
+    once) and any callback that arrived before the sid was saved. One transaction, one row
+    lock, and only when there is a status to apply."""
+    OutboundMessage.objects.filter(pk=message_id).update(
+        provider_sid=provider_sid, error_code="", next_attempt_at=None, lease_until=None, updated_at=timezone.now()
+    )
+    # An answer of "queued" (or "accepted") is where the message already is: nothing to apply.
+    forward = [
+        status for status in statuses
+        if STATUS_RANK.get(PROVIDER_STATUS_MAP.get(status, status), 0) > STATUS_RANK[MessageStatus.QUEUED]
+    ]
+    apply_pending_statuses(provider_sid, forward)
+
+
+def apply_pending_statuses(provider_sid: str, statuses: list[str] | tuple[str, ...] = ()) -> bool:
+    """Apply `statuses` and the kept early callbacks of `provider_sid` to its message, in order
+    (a status still never moves backwards), and forget those callbacks."""
+    early = list(PendingProviderStatus.objects.filter(provider_sid=provider_sid)) if provider_sid else []
+    if not statuses and not early:
+        return False
+    changed = False
     with transaction.atomic():
         message = OutboundMessage.objects.select_for_update().filter(provider_sid=provider_sid).first()
         if message is None:
-            log.info("status callback for unknown message sid=%s status=%s", provider_sid, status)
             return False
-        return set_status(message, status, error_code=error_code, detail=detail, source="provider")
+        for status in statuses:
+            changed |= set_status(message, status, source="provider")
+        if early:
+            # Read again under the message's lock: another applier may have taken them already.
+            for callback in PendingProviderStatus.objects.filter(provider_sid=provider_sid):
+                changed |= set_status(
+                    message, callback.status, error_code=callback.error_code, detail=callback.detail, source="provider"
+                )
+            PendingProviderStatus.objects.filter(provider_sid=provider_sid).delete()
+    return changed
+
+
+def sweep_early_callbacks(now: dt.datetime) -> int:
+    """Apply kept callbacks whose message has its sid by now (a safety net for callers of
+    apply_provider_status inside a longer transaction), and drop those whose sid never showed up
+    after a day (a message another system sent from the same account). Returns how many were
+    applied."""
+    sids = list(
+        PendingProviderStatus.objects.filter(
+            provider_sid__in=OutboundMessage.objects.filter(provider_sid__isnull=False).values("provider_sid")
+        )
+        .values_list("provider_sid", flat=True)
+        .distinct()[:SWEEP_CALLBACKS]
+    )
+    for sid in sids:
+        apply_pending_statuses(sid)
+    PendingProviderStatus.objects.filter(received_at__lt=now - EARLY_CALLBACK_LIFETIME).delete()
+    return len(sids)
 
 
 # Twilio statuses that have no twin of their own here.
@@ -258,24 +414,8 @@ def admit_pending(message: OutboundMessage) -> str:
         set_status(message, MessageStatus.SUPPRESSED, detail="Recipient is on the do-not-contact list.")
         return message.status
     if message.kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and message.body:
-        since = now - dt.timedelta(minutes=chat_settings.duplicate_window_minutes)
-        duplicate = (
-            OutboundMessage.objects.filter(
-                to_number=message.to_number, from_number=message.from_number, body=message.body, created_at__gte=since
-            )
-            .exclude(pk=message.pk)
-            .exclude(
-                status__in=[
-                    MessageStatus.PENDING,
-                    MessageStatus.SUPPRESSED,
-                    MessageStatus.REFUSED,
-                    MessageStatus.FAILED,
-                    MessageStatus.EXPIRED,
-                ]
-            )
-            .exists()
-        )
-        if duplicate:
+        _portal_number(message.from_number, lock=True)  # the duplicate limiter's lock, as in queue_sms
+        if _is_duplicate(message, chat_settings, now):
             set_status(message, MessageStatus.REFUSED, detail=DUPLICATE_MESSAGE_ERROR)
             return message.status
     if message.proactive:
@@ -287,8 +427,104 @@ def admit_pending(message: OutboundMessage) -> str:
             message.save(update_fields=["next_attempt_at", "expires_at", "updated_at"])
             set_status(message, MessageStatus.HELD, detail=f"Quiet hours: goes out at {opens.isoformat()}.")
             return message.status
-    message.next_attempt_at = None
-    message.save(update_fields=["next_attempt_at", "updated_at"])
+    message.next_attempt_at = now
+    message.lease_until = now + ENQUEUE_GRACE
+    message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
     set_status(message, MessageStatus.QUEUED)
     enqueue_send(message)
     return message.status
+
+
+# ---------------------------------------------------------------------------------------------
+# Many messages at once
+
+
+def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
+    """`queue_sms` for many messages at once, for work that texts many consumers in one go (the
+    chat timers' sweeper expiring a batch of chats). Each request holds queue_sms's keyword
+    arguments. The same checks in the same order, with the same outcomes, at a cost that does not
+    grow with the number of messages: one query for the portal numbers, one for the
+    do-not-contact list, one insert for the messages and one for their first status events, and
+    one after-commit enqueue of all their send tasks. Kinds the duplicate limiter applies to go
+    through `queue_sms` one by one (its check and insert are one locked step per number).
+    Returns the messages in the order asked (the limited ones are made last). Raises SendRefused
+    when one of them is refused: for its size before anything is saved; as a duplicate after the
+    others were, so a caller that goes on rolls its savepoint back."""
+    chat_settings = ChatSettings.load()
+    now = timezone.now()
+    requests = [
+        {**request, "body": request.get("body") or "", "media_urls": list(request.get("media_urls") or [])}
+        for request in requests
+    ]
+    for request in requests:
+        _check_size(request["body"], request["media_urls"])
+    limited = {
+        index for index, request in enumerate(requests)
+        if request.get("kind", "system") in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and request["body"]
+    }
+    plain = [request for index, request in enumerate(requests) if index not in limited]
+    numbers = {
+        number.number: number
+        for number in PhoneNumber.objects.filter(number__in={request["from_number"] for request in plain})
+    }
+    blocked = set(
+        DoNotContact.objects.filter(
+            consumer_number__in={request["to"] for request in plain},
+            portal_number__in={request["from_number"] for request in plain},
+        ).values_list("consumer_number", "portal_number")
+    ) if plain else set()
+
+    messages: list[OutboundMessage] = []
+    details: list[str] = []
+    for request in plain:
+        to, from_number = request["to"], request["from_number"]
+        info = count_segments(request["body"])
+        message = OutboundMessage(
+            to_number=to,
+            from_number=from_number,
+            portal_number=numbers.get(from_number),
+            body=request["body"],
+            media_urls=request["media_urls"],
+            kind=request.get("kind", "system"),
+            proactive=request.get("proactive", False),
+            encoding=info.encoding,
+            segments=info.segments,
+            notify_group=request.get("notify_group", ""),
+            batch=request.get("batch", ""),
+            expires_at=request.get("expires_at"),
+            bypass_do_not_contact=request.get("ignore_do_not_contact", False),
+        )
+        detail = ""
+        suppressed = not message.bypass_do_not_contact and (to, from_number) in blocked
+        opens = now
+        if message.proactive and not suppressed:
+            opens = next_send_time(to, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
+        if suppressed:
+            message.status = MessageStatus.SUPPRESSED
+            message.error_message = detail = "Recipient is on the do-not-contact list."
+            log.info("outbound suppressed: to=%s from=%s (do not contact)", to, from_number)
+        elif opens > now:
+            message.status = MessageStatus.HELD
+            message.next_attempt_at = opens
+            message.expires_at = message.expires_at or opens + HELD_MESSAGE_LIFETIME
+            detail = f"Quiet hours: goes out at {opens.isoformat()}."
+        else:
+            message.status = MessageStatus.QUEUED
+            message.next_attempt_at = now
+            message.lease_until = now + ENQUEUE_GRACE
+        messages.append(message)
+        details.append(detail)
+    if messages:
+        OutboundMessage.objects.bulk_create(messages)
+        MessageStatusEvent.objects.bulk_create(
+            [
+                MessageStatusEvent(message=message, status=message.status, detail=detail[:500], source="portal")
+                for message, detail in zip(messages, details)
+            ]
+        )
+        for message in messages:
+            _announce(message, message.status)
+        enqueue_sends([message for message in messages if message.status == MessageStatus.QUEUED])
+
+    made = iter(messages)
+    return [queue_sms(**request) if index in limited else next(made) for index, request in enumerate(requests)]

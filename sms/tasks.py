@@ -1,5 +1,13 @@
 """django-q2 work of the transport: sending one message, and the outbound sweeper that releases
-held messages and retries when their time comes (deadlines in columns, DESIGN rule 5)."""
+held messages and retries when their time comes (deadlines in columns, DESIGN rule 5).
+
+Sending once: `send_message` claims the message with a conditional UPDATE (status queued, no sid
+yet, due, and its lease free or handed to this task) that sets `lease_until` = now + SEND_LEASE;
+one caller wins, the others skip. The provider is called outside any transaction, and the result
+is written after. A worker that dies between the claim and that write leaves the lease to run
+out; the sweeper then sends the message again. That is the at-least-once window: when the worker
+died after the provider took the message, the consumer gets it twice — the price of never
+losing one."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,13 +16,21 @@ import time
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.models import ChatSettings
 from sms import ratelimit
 from sms.models import MessageStatus, OutboundMessage
-from sms.pipeline import add_do_not_contact, apply_provider_status, enqueue_send, is_do_not_contact, set_status
+from sms.pipeline import (
+    ENQUEUE_GRACE,
+    add_do_not_contact,
+    enqueue_sends,
+    is_do_not_contact,
+    record_provider_sid,
+    set_status,
+    sweep_early_callbacks,
+)
 from sms.providers import ProviderError, get_provider
 from sms.providers.base import OutgoingSms
 from sms.providers.twilio import UNSUBSCRIBED_RECIPIENT
@@ -24,6 +40,9 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 200
 SHORT_WAIT_SECONDS = 1.0
 DAY_SECONDS = 86_400
+# A worker holds a message this long while it calls the provider: longer than a send can take
+# (the Twilio client's 15 s timeout; django-q2 kills a task after 60 s).
+SEND_LEASE = dt.timedelta(seconds=120)
 
 
 def status_callback_url() -> str:
@@ -37,43 +56,50 @@ def retry_delay(attempt: int, chat_settings: ChatSettings) -> float:
     return float(min(delay, chat_settings.send_retry_max_seconds))
 
 
-def send_message(message_id: int) -> str:
-    """Hand one message to the provider. Safe to run twice: only a `queued` message is sent."""
+def _free_or_mine(now: dt.datetime, lease: dt.datetime | None) -> Q:
+    """Nobody holds the message, or the task queue handed it to this task (its lease token)."""
+    free = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+    return free | Q(lease_until=lease) if lease is not None else free
+
+
+def _sendable(now: dt.datetime, lease: dt.datetime | None) -> Q:
+    return (
+        Q(status=MessageStatus.QUEUED, provider_sid__isnull=True)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & _free_or_mine(now, lease)
+    )
+
+
+def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
+    """Hand one message to the provider, at most once at a time: see the module's docstring.
+    `lease` is the token the enqueue gave the task. Safe to run twice and in parallel."""
     now = timezone.now()
-    message = OutboundMessage.objects.select_related("portal_number").filter(pk=message_id).first()
-    if message is None or message.status != MessageStatus.QUEUED or message.provider_sid:
-        return "skipped"
-    if message.next_attempt_at and message.next_attempt_at > now:
-        return "not due"
+    message = (
+        OutboundMessage.objects.select_related("portal_number").filter(_sendable(now, lease), pk=message_id).first()
+    )
+    if message is None:
+        return "skipped"  # sent, final, not due yet, or someone else holds it
     if message.expires_at and message.expires_at <= now:
-        with transaction.atomic():
-            message = OutboundMessage.objects.select_for_update().get(pk=message_id)
-            set_status(message, MessageStatus.EXPIRED, detail="Not sent before it expired.")
-        return "expired"
-    # The sending limit is taken outside any transaction: a short wait may be slept here.
+        return _close_unsent(message_id, lease, MessageStatus.EXPIRED, "Not sent before it expired.")
+    if not message.bypass_do_not_contact and is_do_not_contact(message.to_number, message.from_number):
+        return _close_unsent(message_id, lease, MessageStatus.SUPPRESSED, "Recipient is on the do-not-contact list.")
+    # The sending limit is taken before the claim and outside any transaction: a short wait may
+    # be slept here. (A caller that then loses the claim to another has used one share.)
     wait = _sending_limit_wait(message)
     if wait:
-        OutboundMessage.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-            next_attempt_at=timezone.now() + dt.timedelta(seconds=wait)
+        OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id).update(
+            next_attempt_at=timezone.now() + dt.timedelta(seconds=wait), lease_until=None
         )
         return "rate limited"
-    with transaction.atomic():
-        message = (
-            # of=self: portal_number is nullable, and PostgreSQL refuses FOR UPDATE on the
-            # nullable side of the outer join select_related makes.
-            OutboundMessage.objects.select_for_update(of=("self",))
-            .select_related("portal_number")
-            .filter(pk=message_id)
-            .first()
-        )
-        if message is None or message.status != MessageStatus.QUEUED or message.provider_sid:
-            return "skipped"
-        if not message.bypass_do_not_contact and is_do_not_contact(message.to_number, message.from_number):
-            set_status(message, MessageStatus.SUPPRESSED, detail="Recipient is on the do-not-contact list.")
-            return "suppressed"
-        message.attempts += 1
-        message.next_attempt_at = None
-        message.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
+
+    # The claim: one conditional UPDATE, so of two callers exactly one goes on.
+    now = timezone.now()
+    claimed = OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id).update(
+        lease_until=now + SEND_LEASE, attempts=F("attempts") + 1, updated_at=now
+    )
+    if not claimed:
+        return "skipped"
+    attempt = message.attempts + 1
 
     provider = get_provider()
     outgoing = OutgoingSms(
@@ -89,19 +115,25 @@ def send_message(message_id: int) -> str:
     except ProviderError as exc:
         return _after_failure(message_id, exc)
 
-    with transaction.atomic():
-        message = OutboundMessage.objects.select_for_update().get(pk=message_id)
-        message.provider_sid = result.provider_sid
-        message.error_code = ""  # an earlier try's 429 or 5xx is not this message's outcome
-        message.save(update_fields=["provider_sid", "error_code", "updated_at"])
-        set_status(message, result.status, source="provider")
-    log.info("sms sent: id=%s sid=%s to=%s attempt=%s", message_id, result.provider_sid, message.to_number, message.attempts)
-    if provider.name == "local":
-        # The local provider "delivers" at once and reports it as Twilio would, through the
-        # same function the status webhook calls.
-        apply_provider_status(provider_sid=result.provider_sid, status="sent")
-        apply_provider_status(provider_sid=result.provider_sid, status="delivered")
+    # The local provider "delivers" at once and reports it as Twilio would, through the same
+    # path a status callback takes.
+    statuses = (result.status, "sent", "delivered") if provider.name == "local" else (result.status,)
+    record_provider_sid(message_id, result.provider_sid, statuses)
+    log.info("sms sent: id=%s sid=%s to=%s attempt=%s", message_id, result.provider_sid, message.to_number, attempt)
     return "sent"
+
+
+def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detail: str) -> str:
+    """Expire or suppress a message that must not go out, unless someone took it meanwhile."""
+    now = timezone.now()
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(_sendable(now, lease), pk=message_id).first()
+        if message is None:
+            return "skipped"
+        message.next_attempt_at = message.lease_until = None
+        message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
+        set_status(message, status, detail=detail)
+    return str(status)
 
 
 def _sending_limit_wait(message: OutboundMessage) -> float:
@@ -121,51 +153,65 @@ def _sending_limit_wait(message: OutboundMessage) -> float:
 
 
 def _after_failure(message_id: int, exc: ProviderError) -> str:
+    """The provider refused or could not be reached: a next try after backoff, or the end. The
+    lease is given back either way."""
     chat_settings = ChatSettings.load()
     with transaction.atomic():
         message = OutboundMessage.objects.select_for_update().get(pk=message_id)
-        if exc.code == UNSUBSCRIBED_RECIPIENT:
-            add_do_not_contact(consumer_number=message.to_number, portal_number=message.from_number, source="provider")
-            set_status(message, MessageStatus.FAILED, error_code=exc.code, detail=exc.message, source="provider")
-            log.warning("sms refused, recipient unsubscribed: id=%s to=%s", message_id, message.to_number)
-            return "unsubscribed"
-        if exc.retryable and message.attempts < chat_settings.send_max_attempts:
+        retry = (
+            exc.code != UNSUBSCRIBED_RECIPIENT and exc.retryable and message.attempts < chat_settings.send_max_attempts
+        )
+        message.lease_until = None
+        if retry:
             delay = retry_delay(message.attempts, chat_settings)
             message.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
             message.error_code = exc.code
-            message.save(update_fields=["next_attempt_at", "error_code", "updated_at"])
+            message.save(update_fields=["next_attempt_at", "lease_until", "error_code", "updated_at"])
             log.warning(
                 "sms send failed, retry in %.0fs: id=%s attempt=%s %s", delay, message_id, message.attempts, exc.message
             )
             return "retry"
+        message.next_attempt_at = None
+        message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
         set_status(message, MessageStatus.FAILED, error_code=exc.code, detail=exc.message, source="provider")
+        if exc.code == UNSUBSCRIBED_RECIPIENT:
+            add_do_not_contact(consumer_number=message.to_number, portal_number=message.from_number, source="provider")
+            log.warning("sms refused, recipient unsubscribed: id=%s to=%s", message_id, message.to_number)
+            return "unsubscribed"
         log.warning("sms send failed for good: id=%s attempt=%s %s", message_id, message.attempts, exc.message)
         return "failed"
 
 
 def sweep_outbound(now: dt.datetime | None = None) -> int:
-    """Release held messages whose window opened, retry queued ones whose delay passed, expire
-    what waited too long — as soon as it expires, not only when its next try comes. A queued
-    message without a next try is with a worker or in the task queue: the send task itself
-    checks its expiry. Runs on a django-q2 schedule; tests call it after moving the clock."""
+    """Send what is due and nobody holds: held messages whose window opened, retries whose delay
+    passed, and queued messages whose send task never ran (the enqueue failed, the task or its
+    worker was lost: their lease ran out). Expire what waited too long — as soon as it expires,
+    not only when its next try comes. Each message sent is leased to the task queue again for the
+    grace period, so the next sweeps leave it to its task. Runs with the other sweepers; tests
+    call it after moving the clock."""
     now = now or timezone.now()
+    lease = now + ENQUEUE_GRACE
     released: list[int] = []
     with transaction.atomic():
         due = list(
             OutboundMessage.objects.select_for_update(skip_locked=True)
-            .filter(status__in=[MessageStatus.HELD, MessageStatus.QUEUED])
-            .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=False, expires_at__lte=now))
+            .filter(status__in=[MessageStatus.HELD, MessageStatus.QUEUED], provider_sid__isnull=True)
+            .filter(Q(next_attempt_at__lte=now) | Q(expires_at__lte=now))
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
             .order_by("next_attempt_at")[:SWEEP_BATCH]
         )
         for message in due:
             if message.expires_at and message.expires_at <= now:
                 set_status(message, MessageStatus.EXPIRED, detail="Not sent before it expired.")
                 continue
+            if message.next_attempt_at is None or message.next_attempt_at > now:
+                continue  # only its expiry brought it here, and that is not yet
             if message.status == MessageStatus.HELD:
                 set_status(message, MessageStatus.QUEUED)
             released.append(message.pk)
-    for pk in released:
-        enqueue_send(OutboundMessage(pk=pk))
+        if released:
+            OutboundMessage.objects.filter(pk__in=released).update(lease_until=lease)
+    enqueue_sends([OutboundMessage(pk=pk, lease_until=lease) for pk in released])
+    sweep_early_callbacks(now)
     ratelimit.purge_old_windows(older_than=2 * DAY_SECONDS)
     return len(released)
-

@@ -1,4 +1,6 @@
-"""The provider's status callback: POST /sms/twilio/status/ (SPEC S11 step 7)."""
+"""The provider's status callback: POST /sms/twilio/status/ (SPEC S11 step 7). A callback that
+overtakes the answer to the send (its sid not saved yet) is kept and applied when the sid is
+saved (sms.pipeline.apply_provider_status)."""
 import logging
 
 from django.http import HttpResponse, HttpResponseForbidden

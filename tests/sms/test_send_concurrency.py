@@ -1,0 +1,168 @@
+"""SPEC S11 under concurrency (DESIGN rule 4): two workers sending the same message send it once,
+and the duplicate limiter holds when the same text is sent twice at the same moment.
+
+PostgreSQL only: SQLite takes one write lock for the whole database and ignores SELECT … FOR
+UPDATE, so a race there proves nothing. CI runs the suite a second time with
+DATABASE_URL=postgres://…, where these run. Every thread opens its own connection and closes it."""
+from __future__ import annotations
+
+import threading
+import traceback
+
+import pytest
+from django.db import connection, connections, transaction
+
+from portal.models import ChatSettings
+from sms.models import OutboundMessage
+from sms.pipeline import DUPLICATE_MESSAGE_ERROR, SendRefused, queue_sms
+from sms.tasks import send_message
+from tests.factories import make_sending_number
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="row locks need PostgreSQL (SQLite ignores SELECT FOR UPDATE); run with DATABASE_URL=postgres://…",
+    ),
+]
+
+SENDER = "+15550100001"
+CONSUMER = "+12125550123"
+THREAD_TIMEOUT = 60
+
+
+def run_together(*calls):
+    """Run each callable in its own thread, all released at once by a barrier. Returns one
+    ("ok", value) or ("error", exception) per call, in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def worker(index, call):
+        try:
+            barrier.wait(timeout=THREAD_TIMEOUT)
+            results[index] = ("ok", call())
+        except BaseException as exc:  # noqa: BLE001 — reported to the test below
+            results[index] = ("error", exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
+    return results
+
+
+def unexpected(results, allowed=()):
+    return [
+        "".join(traceback.format_exception(value))
+        for kind, value in results
+        if kind == "error" and not isinstance(value, allowed)
+    ]
+
+
+def posts(fake):
+    return fake.requests_to("/Messages.json", "POST")
+
+
+@pytest.fixture
+def lost_tasks(monkeypatch):
+    """A broker that takes the send task and never runs it: the test plays the workers."""
+    import django_q.tasks
+
+    lost = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda func, *args, **kw: lost.append(args))
+    return lost
+
+
+def test_two_workers_sending_the_same_message_at_once_send_it_once(twilio_settings, lost_tasks):
+    make_sending_number(SENDER)
+    queue_sms(to=CONSUMER, from_number=SENDER, body="Your order has shipped.", kind="api")
+    (pk, lease), = lost_tasks
+
+    for _ in range(3):  # the race is real: run it a few times on fresh rows
+        results = run_together(lambda: send_message(pk, lease), lambda: send_message(pk, lease))
+
+        assert not unexpected(results)
+        assert sorted(value for _, value in results) == ["sent", "skipped"]
+        pk_sent = OutboundMessage.objects.get(pk=pk)
+        assert pk_sent.provider_sid and pk_sent.attempts == 1
+        lost_tasks.clear()
+        queue_sms(to=CONSUMER, from_number=SENDER, body=f"Again {len(posts(twilio_settings))}", kind="system")
+        (pk, lease), = lost_tasks
+
+    assert len(posts(twilio_settings)) == 3  # one per message, never two
+
+
+def test_the_same_text_sent_four_times_at_once_goes_out_once(twilio_settings):
+    make_sending_number(SENDER)
+
+    def send():
+        return queue_sms(to=CONSUMER, from_number=SENDER, body="Hi, this is Alice.", kind="agent").pk
+
+    results = run_together(send, send, send, send)
+
+    assert not unexpected(results, allowed=(SendRefused,))
+    accepted = [value for kind, value in results if kind == "ok"]
+    refused = [value for kind, value in results if kind == "error"]
+    assert len(accepted) == 1
+    assert [error.message for error in refused] == [DUPLICATE_MESSAGE_ERROR] * 3
+    assert OutboundMessage.objects.count() == 1
+    assert len(posts(twilio_settings)) == 1
+
+
+def _someone_waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_duplicate_waits_for_the_first_senders_transaction_then_is_refused(twilio_settings):
+    """Deterministic: the first sender's transaction stays open; the second must wait for it
+    (without the lock it would read nothing yet and send the same text again)."""
+    make_sending_number(SENDER)
+    ChatSettings.load()  # as in a running portal: nobody waits on the singleton's creation
+    first_in, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                queue_sms(to=CONSUMER, from_number=SENDER, body="Hi, this is Alice.", kind="agent")
+                first_in.set()
+                release.wait(THREAD_TIMEOUT)
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            first_in.wait(THREAD_TIMEOUT)
+            outcome["second"] = queue_sms(to=CONSUMER, from_number=SENDER, body="Hi, this is Alice.", kind="agent")
+        except BaseException as exc:  # noqa: BLE001
+            outcome["second"] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
+    for thread in threads:
+        thread.start()
+    assert first_in.wait(THREAD_TIMEOUT)
+    # Let the first transaction go once the second is blocked on it (or, without a lock, done).
+    waited = threading.Event()
+    while threads[1].is_alive() and not _someone_waits_for_a_lock():
+        waited.wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(THREAD_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert isinstance(outcome["second"], SendRefused), outcome["second"]
+    assert outcome["second"].message == DUPLICATE_MESSAGE_ERROR
+    assert OutboundMessage.objects.count() == 1
+    assert len(posts(twilio_settings)) == 1
