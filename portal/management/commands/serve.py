@@ -1,16 +1,69 @@
 """Run the ASGI server (daphne), the django-q2 cluster and the sweeper loop together; Ctrl-C or
-SIGTERM stops them all."""
+SIGTERM stops them all.
+
+`--web-workers N` runs N daphne processes sharing one listening socket: this command binds it
+and each daphne adopts it (`daphne --fd`), and the kernel hands each new connection to one of
+them. One Python process uses one core (the GIL), so this is how the webhook and the API use
+more than one. Several web processes need a channel layer they share (Redis, `REDIS_URL`): with
+the in-memory one a browser would hear only the events of the process it is connected to."""
+import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 10
 SWEEP_EVERY_SECONDS = 5
+MAX_WEB_WORKERS = 32
+LISTEN_BACKLOG = 1024
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+def web_workers_type(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WEB_WORKERS:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_WEB_WORKERS}, not {value!r}")
+    return count
+
+
+def shared_channel_layer() -> bool:
+    """Whether every process sees the same channel layer (Redis), not one in its own memory."""
+    return settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND") != IN_MEMORY_LAYER
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening, which child processes can inherit."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"Cannot listen on {host}: {exc.strerror}.") from None
+    # daphne adopts an inherited socket as IPv4 only.
+    address = next((info[4] for info in infos if info[0] == socket.AF_INET), None)
+    if address is None:
+        raise CommandError(f"Several web processes need an IPv4 address to listen on, not {host}.")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def daphne_command(*, host: str, port: int, fd: int | None = None) -> list[str]:
+    where = ["--fd", str(fd)] if fd is not None else ["-b", host, "-p", str(port)]
+    return [sys.executable, "-m", "daphne", *where, "portal.asgi:application"]
 
 
 class Command(BaseCommand):
@@ -19,36 +72,36 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--web-workers",
+            type=web_workers_type,
+            default=1,
+            help="web (daphne) processes sharing the port, each on one core; above 1 needs REDIS_URL "
+            "(default 1)",
+        )
 
-    def handle(self, *args, host, port, **options):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings")}
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        # TERN_PROCESS_ROLE tells portal.realtime which process shares the web's channel layer.
-        children = {
-            "web": subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
-                cwd=settings.BASE_DIR,
-                env={**env, "TERN_PROCESS_ROLE": "web"},
-            ),
-            "tasks": subprocess.Popen(
-                [*manage, "qcluster"], cwd=settings.BASE_DIR, env={**env, "TERN_PROCESS_ROLE": "tasks"}
-            ),
-            "sweeper": subprocess.Popen(
-                [*manage, "sweep", "--every", str(SWEEP_EVERY_SECONDS)],
-                cwd=settings.BASE_DIR,
-                env={**env, "TERN_PROCESS_ROLE": "sweeper"},
-            ),
-        }
-        self._print_banner(host, port)
-
+    def handle(self, *args, host, port, web_workers=1, **options):
+        if web_workers > 1 and not shared_channel_layer():
+            raise CommandError(
+                "Several web processes need REDIS_URL (the Redis channel layer): with the in-memory one, "
+                "an agent's browser would only hear the events of the process it is connected to."
+            )
         stopping = False
 
         def stop(signum, frame):
             nonlocal stopping
             stopping = True
 
+        # Before any child starts: a signal from now on stops every child that was started.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        children = {}
+        try:
+            self._start_children(children, host, port, web_workers)
+        except BaseException:
+            self._stop(children)  # what started before the failure
+            raise
+        self._print_banner(host, port, web_workers)
         exit_code = 0
         while not stopping:
             for name, child in children.items():
@@ -61,6 +114,34 @@ class Command(BaseCommand):
         self._stop(children)
         if exit_code:
             sys.exit(exit_code)
+
+    def _start_children(self, children: dict, host: str, port: int, web_workers: int) -> None:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings")}
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # TERN_PROCESS_ROLE tells portal.realtime which process shares the web's channel layer.
+        web_env = {**env, "TERN_PROCESS_ROLE": "web"}
+        if web_workers == 1:
+            children["web"] = subprocess.Popen(daphne_command(host=host, port=port), cwd=settings.BASE_DIR, env=web_env)
+        else:
+            sock = listening_socket(host, port)
+            try:
+                for number in range(1, web_workers + 1):
+                    children[f"web-{number}"] = subprocess.Popen(
+                        daphne_command(host=host, port=port, fd=sock.fileno()),
+                        cwd=settings.BASE_DIR,
+                        env=web_env,
+                        pass_fds=(sock.fileno(),),
+                    )
+            finally:
+                sock.close()  # the web processes hold it now
+        children["tasks"] = subprocess.Popen(
+            [*manage, "qcluster"], cwd=settings.BASE_DIR, env={**env, "TERN_PROCESS_ROLE": "tasks"}
+        )
+        children["sweeper"] = subprocess.Popen(
+            [*manage, "sweep", "--every", str(SWEEP_EVERY_SECONDS)],
+            cwd=settings.BASE_DIR,
+            env={**env, "TERN_PROCESS_ROLE": "sweeper"},
+        )
 
     def _stop(self, children):
         self.stdout.write("Stopping…")
@@ -77,7 +158,7 @@ class Command(BaseCommand):
                 child.wait()
         self.stdout.write("Stopped.")
 
-    def _print_banner(self, host, port):
+    def _print_banner(self, host, port, web_workers=1):
         shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
         base = f"http://{shown}:{port}"
         lines = [
@@ -89,6 +170,7 @@ class Command(BaseCommand):
             f"  API docs         {base}/apps/api/v1/docs/",
             f"  Health           {base}/healthz",
             f"  SMS provider     {settings.SMS_PROVIDER}",
+            f"  Web processes    {web_workers}",
             "Press Ctrl-C to stop.",
             "",
         ]

@@ -1,0 +1,144 @@
+"""`manage.py serve`: the web server, the task cluster and the sweeper together, stopped
+together; `--web-workers N` runs N web processes on one port."""
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+STARTUP_SECONDS = 90
+STOP_SECONDS = 30
+
+
+def test_several_web_processes_need_a_shared_channel_layer(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: started.append(a))
+
+    with pytest.raises(CommandError, match="REDIS_URL"):
+        call_command("serve", "--web-workers", "2")
+
+    assert started == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "33"])
+def test_the_number_of_web_processes_must_be_sensible(value, monkeypatch):
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: pytest.fail("nothing may start"))
+
+    with pytest.raises(CommandError, match="web-workers"):
+        call_command("serve", "--web-workers", value)
+
+
+# --- the real processes ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid → command line of the processes whose parent is `pid`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found[int(entry)] = cmdline
+    return found
+
+
+def health(port: int) -> int:
+    """GET /healthz on a new connection; its status, or 0 when nothing answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start `manage.py serve` in its own session, on a port of its own and an SQLite file of its
+    own; after the test, kill whatever of it is left."""
+    started = []
+
+    def start(*args):
+        env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.portal.serve_settings", TERN_VAR_DIR=str(tmp_path), LOG_LEVEL="WARNING"
+        )
+        port = free_port()
+        output = open(tmp_path / "serve.log", "w+")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port), *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(process)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while health(port) != 200:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not answer in time"
+            time.sleep(0.5)
+        return process, port, output
+
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its session: serve and its children
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how):
+    process, port, output = serve("--web-workers", "2")
+    children = children_of(process.pid)
+    web = [pid for pid, cmdline in children.items() if "daphne" in cmdline]
+    assert len(web) == 2 and all("--fd" in children[pid] for pid in web)
+    assert len(children) == 4  # two web processes, the task cluster, the sweeper
+
+    # Each web process answers on the port on its own while the other one is paused.
+    for answering in web:
+        paused = [pid for pid in web if pid != answering]
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            assert [health(port) for _ in range(3)] == [200, 200, 200]
+        finally:
+            for pid in paused:
+                os.kill(pid, signal.SIGCONT)
+
+    if how == "SIGTERM":
+        process.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C: SIGINT to the whole foreground group
+        os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=STOP_SECONDS) == 0
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in children)
+    output.seek(0)
+    printed = output.read()
+    assert f"http://127.0.0.1:{port}/agent/" in printed
+    assert "Web processes    2" in printed
+    assert "Stopped." in printed
