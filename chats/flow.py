@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from chats import blending, services
@@ -23,12 +24,22 @@ from chats.models import (
 )
 from chats.states import transition
 from chats.timers import recompute_deadline
+from portal.keywords import normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings
+from portal.singletons import cached_singletons
 from queues.models import MenuCommand, Queue, queue_text
 from sms.commands import Command, recognise_command
-from sms.models import InboundMessage, NumberDirection, NumberRole, NumberUsage, OutboundMessage, PhoneNumber
-from sms.pipeline import add_do_not_contact, is_do_not_contact, queue_sms, remove_do_not_contact
+from sms.models import (
+    DoNotContact,
+    InboundMessage,
+    NumberDirection,
+    NumberRole,
+    NumberUsage,
+    OutboundMessage,
+    PhoneNumber,
+)
+from sms.pipeline import add_do_not_contact, queue_sms, remove_do_not_contact
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +66,10 @@ def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = 
 
 def _handle(inbound: InboundMessage) -> str:
     chat_settings = ChatSettings.load()
-    number = PhoneNumber.objects.filter(number=inbound.to_number).first()
+    number, chat, opted_out, command = _look_up(inbound)
     if number is None:
         return "unknown_number"
     consumer = inbound.from_number
-    menu_words = dict(MenuCommand.objects.values_list("word", "action"))
-    command = recognise_command(inbound.body, menu_words=menu_words) if not inbound.media else None
-    chat = (
-        Chat.objects.select_for_update(of=("self",))
-        .select_related("portal_number", "queue", "menu_queue")
-        .filter(consumer_number=consumer, portal_number=number, status__in=[
-            ChatStatus.SELECTING, ChatStatus.QUEUED, ChatStatus.ASSIGNED, ChatStatus.DISMISSED
-        ])
-        .first()
-    )
     if chat is not None:
         _assign_again_after_commit(chat)
 
@@ -89,7 +90,7 @@ def _handle(inbound: InboundMessage) -> str:
         remove_do_not_contact(consumer_number=consumer, portal_number=number.number)
         _reply(inbound, chat_settings.start_confirmation, chat=chat)
         return "start"
-    if is_do_not_contact(consumer, number.number):
+    if opted_out:
         return "do_not_contact"
     if command == Command.HELP:
         if chat is not None:
@@ -108,6 +109,43 @@ def _handle(inbound: InboundMessage) -> str:
         return _start_conversation(inbound, number, command, chat_settings)
 
     return _continue_chat(chat, inbound, command, chat_settings)
+
+
+def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:
+    """The portal number texted, the consumer's active chat on it (locked FOR UPDATE), whether
+    the consumer opted out of that number, and the command the text is. A text in a chat costs
+    one query, a text with no chat two: the opt-out and the configured command words (BACK,
+    EXIT, …) are read in the same query as the chat or the number."""
+    consumer = inbound.from_number
+    word = "" if inbound.media else normalise_word(inbound.body)
+    fixed = recognise_command(word) if word else None  # STOP, START, HELP: no need to look
+
+    def facts(number_field: str) -> dict:
+        found = {
+            "consumer_opted_out": Exists(
+                DoNotContact.objects.filter(consumer_number=consumer, portal_number=OuterRef(number_field))
+            )
+        }
+        if word and fixed is None:
+            found["menu_action"] = Subquery(MenuCommand.objects.matching(word).order_by().values("action")[:1])
+        return found
+
+    chat = (
+        Chat.objects.select_for_update(of=("self",))
+        .select_related("portal_number", "queue", "menu_queue")
+        .filter(consumer_number=consumer, portal_number__number=inbound.to_number, status__in=ACTIVE_STATUSES)
+        .annotate(**facts("portal_number__number"))
+        .first()
+    )
+    found = chat if chat is not None else (
+        PhoneNumber.objects.filter(number=inbound.to_number).annotate(**facts("number")).first()
+    )
+    if found is None:
+        return None, None, False, None
+    number = chat.portal_number if chat is not None else found
+    action = getattr(found, "menu_action", None)
+    command = fixed or (recognise_command(word, menu_words={word: action}) if action else None)
+    return number, chat, found.consumer_opted_out, command
 
 
 def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: ChatSettings) -> str:
@@ -135,8 +173,8 @@ def _assign_again_after_commit(chat: Chat) -> None:
     wait for the next chat or agent to come along (two quick texts from a new consumer do this:
     the second holds the chat while the first one's assignment runs)."""
     if chat.status == ChatStatus.QUEUED and chat.queue_id:
-        queue_id = chat.queue_id
-        transaction.on_commit(lambda: services.assign_waiting_chats(queue_id=queue_id))
+        queue = chat.queue
+        transaction.on_commit(lambda: services.assign_waiting_chats(queue_id=queue.pk, queue=queue))
 
 
 def _record_consumer(chat: Chat, inbound: InboundMessage):
@@ -201,10 +239,9 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
         )
         _assign_again_after_commit(chat)
         return _continue_chat(chat, inbound, command, chat_settings)
-    chat.save(update_fields=sorted(recompute_deadline(chat)))
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
     ChatEvent.objects.create(chat=chat, kind="created", by="end_user", data={"queue_id": queue.pk})
-    _record_consumer(chat, inbound)
+    _record_consumer(chat, inbound)  # sets the chat's first deadline too
     if first_contact:
         services.send_text(chat=chat, body=chat_settings.opt_in_message)
     services.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
@@ -241,14 +278,19 @@ def _language_menu(languages: list[str]) -> str:
     return "Reply " + ", ".join(f"{i} for {language_name(code)}" for i, code in enumerate(languages, 1)) + "."
 
 
-def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings) -> str:
-    """A leaf queues the chat; a menu sends its options and waits for a choice."""
+def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = ()) -> str:
+    """A leaf queues the chat; a menu sends its options and waits for a choice. `unsaved`: chat
+    fields the caller changed, saved with this step's own change."""
     options = list(Queue.objects.menu_options(queue))
     if not options:
-        services.queue_chat(chat=chat, queue=queue)
+        services.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
         return "queued"
-    chat.menu_queue = queue
-    chat.save(update_fields=["menu_queue"])
+    fields = list(unsaved)
+    if chat.menu_queue_id != queue.pk:
+        chat.menu_queue = queue
+        fields.append("menu_queue")
+    if fields:
+        chat.save(update_fields=fields)
     services.send_text(chat=chat, body=_menu_text(chat, queue, options, chat_settings))
     return "menu"
 
@@ -271,8 +313,7 @@ def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) ->
         parent = menu.parent if menu and menu.parent_id and chat.menu_path else None
         if parent is not None:
             chat.menu_path = chat.menu_path[:-1]
-            chat.save(update_fields=["menu_path"])
-            return _enter_queue(chat, parent, chat_settings)
+            return _enter_queue(chat, parent, chat_settings, unsaved=("menu_path",))
         return _enter_queue(chat, menu, chat_settings)
     options = list(Queue.objects.menu_options(menu))
     choice = _pick(options, body)
@@ -281,8 +322,7 @@ def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) ->
         services.send_text(chat=chat, body=_menu_text(chat, menu, options, chat_settings))
         return "invalid_choice"
     chat.menu_path = [*chat.menu_path, choice.pk]
-    chat.save(update_fields=["menu_path"])
-    return _enter_queue(chat, choice, chat_settings)
+    return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path",))
 
 
 def _pick(options: list[Queue], body: str) -> Queue | None:
@@ -310,15 +350,16 @@ def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
         return "invalid_language"
     chat.language = chosen
     chat.language_chosen = True
-    chat.save(update_fields=["language", "language_chosen"])
-    return _enter_queue(chat, queue, chat_settings)
+    return _enter_queue(chat, queue, chat_settings, unsaved=("language", "language_chosen"))
 
 
 def receive_sms(*, message_sid: str, from_number: str, to_number: str, body: str, media: list[dict]) -> tuple[InboundMessage | None, str]:
     """Store an inbound text once (unique MessageSid) and act on it, in one transaction. A
-    provider retry of a stored MessageSid changes nothing. Used by the webhook and the simulator."""
+    provider retry of a stored MessageSid changes nothing. Used by the webhook and the simulator.
+    The settings singletons, queue texts and webhook subscribers are read once for the text and
+    its after-commit work (DESIGN rule 8)."""
     try:
-        with transaction.atomic():
+        with cached_singletons(), transaction.atomic():
             inbound = InboundMessage.objects.create(
                 message_sid=message_sid, from_number=from_number, to_number=to_number, body=body, media=media
             )

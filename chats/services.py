@@ -89,14 +89,17 @@ def system_text(chat: Chat, kind: str) -> str:
 # Queueing and assignment
 
 
-def queue_chat(*, chat: Chat, queue: Queue, by: str = "system", send_notice: bool = True) -> None:
-    """Put a chat in a leaf queue: the queued or after-hours text, then try to assign."""
+def queue_chat(
+    *, chat: Chat, queue: Queue, by: str = "system", send_notice: bool = True, extra_fields: tuple[str, ...] = ()
+) -> None:
+    """Put a chat in a leaf queue: the queued or after-hours text, then try to assign.
+    `extra_fields`: chat fields the caller changed, saved in the same UPDATE."""
     now = timezone.now()
     open_now = is_open(queue, now)
     chat.queue = queue
     chat.queued_after_hours = not open_now
     chat.menu_queue = None
-    fields = ["queue", "queued_after_hours", "menu_queue"]
+    fields = ["queue", "queued_after_hours", "menu_queue", *extra_fields]
     if chat.agent_id is not None:
         # A dismissed chat coming back: its former agent no longer holds it.
         Participant.objects.filter(chat=chat, type=ParticipantType.AGENT, ended_at__isnull=True).update(
@@ -107,14 +110,14 @@ def queue_chat(*, chat: Chat, queue: Queue, by: str = "system", send_notice: boo
     transition(chat, ChatStatus.QUEUED, by=by, extra_fields=tuple(fields), queue_id=queue.pk)
     if send_notice:
         send_text(chat=chat, body=system_text(chat, "queued" if open_now else "after_hours"))
-    transaction.on_commit(lambda: assign_waiting_chats(queue_id=queue.pk))
+    transaction.on_commit(lambda: assign_waiting_chats(queue_id=queue.pk, queue=queue))
 
 
 def agent_load(agent: AgentProfile) -> int:
     return Chat.objects.held_by(agent).count()
 
 
-def assign_waiting_chats(*, queue_id: int, max_chats: int = 100) -> int:
+def assign_waiting_chats(*, queue_id: int, max_chats: int = 100, queue: Queue | None = None) -> int:
     """Give queued chats of a queue to eligible agents, oldest chat first, longest-idle agent
     first (auto answer), or offer them (manual answer). Returns how many chats were assigned or
     offered. Safe to run from several processes at once (DESIGN rule 4):
@@ -125,8 +128,11 @@ def assign_waiting_chats(*, queue_id: int, max_chats: int = 100) -> int:
       holding an agent, and never holds one agent row while waiting for another, so parallel
       runs, accept_offer and transfers (chat row, then agent row) cannot deadlock; and every chat
       a run locks is assigned, so parallel runs still serve the oldest chats first;
-    - manual answer locks the chat (skip_locked) and offers it; offers take no agent lock."""
-    queue = Queue.objects.filter(pk=queue_id).first()
+    - manual answer locks the chat (skip_locked) and offers it; offers take no agent lock.
+
+    `queue`: the queue itself, when the caller has it (it is not read again)."""
+    if queue is None or queue.pk != queue_id:
+        queue = Queue.objects.filter(pk=queue_id).first()
     if queue is None:
         return 0
     manual = queue.answer_type == AnswerType.MANUAL

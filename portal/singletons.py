@@ -14,8 +14,8 @@ _cache: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tern_singl
 @contextlib.contextmanager
 def cached_singletons():
     """Inside the block each settings singleton is read once (DESIGN rule 8: cached per
-    request). For one unit of work, like a sweeper run; a change saved meanwhile applies from
-    the next block."""
+    request). For one unit of work, like an inbound text or a sweeper run. A singleton saved
+    inside the block is read again; a change saved elsewhere applies from the next block."""
     if _cache.get() is not None:
         yield
         return
@@ -24,6 +24,17 @@ def cached_singletons():
         yield
     finally:
         _cache.reset(token)
+
+
+def cached(key, load):
+    """`load()` once per `cached_singletons()` block under `key`, for other configuration read
+    the same way (the event webhooks' subscribers); outside a block, every time."""
+    cache = _cache.get()
+    if cache is None:
+        return load()
+    if key not in cache:
+        cache[key] = load()
+    return cache[key]
 
 
 class SingletonModel(models.Model):
@@ -37,6 +48,9 @@ class SingletonModel(models.Model):
     def save(self, *args, **kwargs):
         self.pk = self.singleton_pk
         super().save(*args, **kwargs)
+        cache = _cache.get()
+        if cache is not None:
+            cache.pop(type(self), None)  # the next load() in this block reads what was saved
 
     def delete(self, *args, **kwargs):
         return 0, {}

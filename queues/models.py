@@ -9,6 +9,7 @@ from django.db.models.functions import Upper
 from portal.keywords import PROTECTED_WORDS, split_keywords
 from portal.languages import LANGUAGE_CHOICES, LanguageListField, language_name
 from portal.models import MAX_DISMISSAL_MINUTES, AgentProfile, ChatSettings, Team
+from portal.singletons import cached
 
 TIME_ZONE_CHOICES = sorted((name, name) for name in zoneinfo.available_timezones())
 
@@ -285,6 +286,13 @@ class ClosedDate(models.Model):
         return f"{self.date:%Y-%m-%d} {self.note}".strip()
 
 
+class MenuCommandQuerySet(models.QuerySet):
+    def matching(self, word: str):
+        """The command whose word is `word` (a whole message as `normalise_word` leaves it), in
+        whatever case it was stored."""
+        return self.annotate(upper_word=Upper("word")).filter(upper_word=word)
+
+
 class MenuCommand(models.Model):
     """A configurable navigation word (defaults BACK and EXIT, SPEC C2)."""
 
@@ -292,6 +300,8 @@ class MenuCommand(models.Model):
         max_length=30, unique=True, help_text="A whole message, any case, e.g. BACK or MENU."
     )
     action = models.CharField(max_length=10, choices=MenuAction.choices)
+
+    objects = MenuCommandQuerySet.as_manager()
 
     class Meta:
         ordering = ["action", "word"]
@@ -324,11 +334,12 @@ class MenuCommand(models.Model):
 def queue_text(queue: Queue | None, kind: str, language: str, fallback_language: str = "en") -> str:
     """A queue's system message of `kind` (greeting, queued, …) in the chat's language, else in
     the fallback language, else in any language it has. A queue with no messages of its own
-    uses its parent's (a blank text on a queue that has messages means "send nothing")."""
+    uses its parent's (a blank text on a queue that has messages means "send nothing"). Each
+    queue's messages are read once per `cached_singletons()` block (a request, a sweep)."""
     node, seen = queue, set()
     while node is not None and node.pk not in seen:
         seen.add(node.pk)
-        rows = {row.language: row for row in node.messages.all()}
+        rows = _messages_by_language(node)
         if rows:
             for code in (language, fallback_language):
                 if code in rows:
@@ -336,3 +347,7 @@ def queue_text(queue: Queue | None, kind: str, language: str, fallback_language:
             return getattr(next(iter(rows.values())), kind, "") or ""
         node = node.parent
     return ""
+
+
+def _messages_by_language(queue: Queue) -> dict[str, QueueMessages]:
+    return cached((QueueMessages, queue.pk), lambda: {row.language: row for row in queue.messages.all()})

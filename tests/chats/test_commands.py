@@ -222,6 +222,15 @@ def test_a_configured_exit_word_works_like_exit(phone, assigned):
     assert Chat.objects.get(pk=assigned.pk).finish_reason == FinishReason.END_USER_EXIT
 
 
+@pytest.mark.parametrize("stored, texted", [("bye", "BYE"), ("See you", "  see   YOU ")])
+def test_a_configured_word_matches_whatever_case_it_was_stored_and_texted_in(phone, assigned, stored, texted):
+    make_menu_command(stored, MenuAction.EXIT)
+
+    phone.text(texted)
+
+    assert Chat.objects.get(pk=assigned.pk).finish_reason == FinishReason.END_USER_EXIT
+
+
 # --- the menu: BACK, invalid choices, configured words -------------------------------------------
 
 
