@@ -138,7 +138,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "scheduler_interval": 5,
-    "save_limit": 500,
+    # Successful results are not stored: each stored one costs an insert plus a locked clean-up
+    # of old rows; failures still are (admin › Failed tasks), with the rows they concern.
+    "save_limit": -1,
     "label": "Tasks",
 }
 if REDIS_URL:
