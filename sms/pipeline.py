@@ -212,8 +212,9 @@ def enqueue_send(message: OutboundMessage) -> None:
 
 
 def enqueue_sends(messages: list[OutboundMessage]) -> None:
-    """`enqueue_send` for many messages: one after-commit callback and one broker connection for
-    all their tasks (django-q2 opens a new one per task otherwise)."""
+    """`enqueue_send` for many messages: one after-commit callback, one broker connection and
+    one trip to the broker for all their tasks (django-q2 opens a new connection per task
+    otherwise, and each push is a round trip)."""
     jobs = [(message.pk, message.lease_until) for message in messages]
     if not jobs:
         return
@@ -222,13 +223,57 @@ def enqueue_sends(messages: list[OutboundMessage]) -> None:
         from django_q.brokers import get_broker
 
         try:
-            broker = get_broker()
+            broker = _OneTrip(get_broker())
         except Exception:  # noqa: BLE001 — each enqueue below tries (and logs) on its own
             broker = None
         for pk, lease in jobs:
             _enqueue_send(pk, lease, broker=broker)
+        if broker is not None:
+            try:
+                broker.flush()
+            except Exception:  # noqa: BLE001 — whatever the broker raises, the sweeper catches up
+                log.exception(
+                    "%d send tasks not enqueued (ids %s…); the sweeper sends them after %ss",
+                    len(jobs), jobs[0][0], int(ENQUEUE_GRACE.total_seconds()),
+                )
 
     transaction.on_commit(enqueue_all)
+
+
+class _OneTrip:
+    """A django-q2 broker that keeps the tasks `async_task` hands it and pushes them together
+    when flushed: one pipelined round trip to Redis, or one INSERT with the ORM broker. Other
+    brokers get them one by one."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.list_key = broker.list_key
+        self.tasks: list = []
+
+    def enqueue(self, task) -> None:
+        self.tasks.append(task)
+
+    def flush(self) -> None:
+        from django_q.brokers.orm import ORM
+        from django_q.brokers.redis_broker import Redis
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        tasks, self.tasks = self.tasks, []
+        if not tasks:
+            return
+        if isinstance(self.broker, Redis):
+            pipe = self.broker.connection.pipeline(transaction=False)
+            for task in tasks:
+                pipe.rpush(self.list_key, task)
+            pipe.execute()
+        elif isinstance(self.broker, ORM):
+            now = timezone.now()  # as ORM.enqueue writes them: free to take at once
+            key = self.list_key or Conf.CLUSTER_NAME
+            self.broker.get_connection().bulk_create([OrmQ(key=key, payload=task, lock=now) for task in tasks])
+        else:
+            for task in tasks:
+                self.broker.enqueue(task)
 
 
 def _enqueue_send(pk: int, lease: dt.datetime | None, *, broker=None) -> None:
@@ -442,9 +487,10 @@ def admit_pending(message: OutboundMessage) -> str:
 def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
     """`queue_sms` for many messages at once, for work that texts many consumers in one go (the
     chat timers' sweeper expiring a batch of chats). Each request holds queue_sms's keyword
-    arguments. The same checks in the same order, with the same outcomes, at a cost that does not
-    grow with the number of messages: one query for the portal numbers, one for the
-    do-not-contact list, one insert for the messages and one for their first status events, and
+    arguments, and may hold the sending `portal_number` row when the caller has it at hand (it
+    is not looked up again). The same checks in the same order, with the same outcomes, at a
+    cost that does not grow with the number of messages: one query for the portal numbers not
+    given, one for the do-not-contact list, one insert for the messages and one for their first status events, and
     one after-commit enqueue of all their send tasks. Kinds the duplicate limiter applies to go
     through `queue_sms` one by one (its check and insert are one locked step per number).
     Returns the messages in the order asked (the limited ones are made last). Raises SendRefused
@@ -464,9 +510,11 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
     }
     plain = [request for index, request in enumerate(requests) if index not in limited]
     numbers = {
-        number.number: number
-        for number in PhoneNumber.objects.filter(number__in={request["from_number"] for request in plain})
+        request["portal_number"].number: request["portal_number"] for request in plain if "portal_number" in request
     }
+    unknown = {request["from_number"] for request in plain} - set(numbers)
+    if unknown:
+        numbers.update((number.number, number) for number in PhoneNumber.objects.filter(number__in=unknown))
     blocked = set(
         DoNotContact.objects.filter(
             consumer_number__in={request["to"] for request in plain},
@@ -527,4 +575,8 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
         enqueue_sends([message for message in messages if message.status == MessageStatus.QUEUED])
 
     made = iter(messages)
-    return [queue_sms(**request) if index in limited else next(made) for index, request in enumerate(requests)]
+    return [
+        queue_sms(**{key: value for key, value in request.items() if key != "portal_number"})
+        if index in limited else next(made)
+        for index, request in enumerate(requests)
+    ]
