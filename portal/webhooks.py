@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.models import DeliveryLog, EventWebhook, WebhookEvent
+from portal.singletons import cached, caching
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ LONGEST_RETRY_SECONDS = 3600
 LEASE_SECONDS = 60
 SWEEP_BATCH = 100
 USER_AGENT = "Tern-Webhooks/1"
+EVENT_TYPES = frozenset(WebhookEvent.values)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -50,8 +52,10 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def emit(event_type: str, data: dict) -> None:
     """Queue an event for every active subscriber of its type, after the caller's transaction
     commits (a rolled-back change is never announced)."""
-    if event_type not in WebhookEvent.values:
+    if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event {event_type!r}")
+    if caching() and not any(event_type in (hook.event_types or []) for hook in _active_webhooks()):
+        return  # nobody subscribes: known without a query inside a cached block (a sweeper run)
     payload = {
         "id": uuid.uuid4().hex,
         "type": event_type,
@@ -62,10 +66,14 @@ def emit(event_type: str, data: dict) -> None:
     transaction.on_commit(lambda: _fan_out(payload))
 
 
+def _active_webhooks() -> list[EventWebhook]:
+    """Read once per `cached_singletons()` block: work that emits many events, like the sweeper
+    expiring a batch of chats, looks the subscribers up once, not twice per chat."""
+    return cached(EventWebhook, lambda: list(EventWebhook.objects.filter(is_active=True)))
+
+
 def _fan_out(payload: dict) -> list[int]:
-    subscribers = [
-        hook for hook in EventWebhook.objects.filter(is_active=True) if payload["type"] in (hook.event_types or [])
-    ]
+    subscribers = [hook for hook in _active_webhooks() if payload["type"] in (hook.event_types or [])]
     if not subscribers:
         return []
     now = timezone.now()
