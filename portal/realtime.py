@@ -10,6 +10,7 @@ import contextvars
 import json
 import logging
 import os
+import time
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -98,12 +99,39 @@ def _send_all(pending: list[tuple[str, dict]]) -> None:
             return
 
         async def send():
+            live = await _groups_listened_to(layer, {group for group, _ in pending})
             for group, event in pending:
-                await layer.group_send(group, {"type": "push", "event": event})
+                if live is None or group in live:
+                    await layer.group_send(group, {"type": "push", "event": event})
 
         async_to_sync(send)()
     except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
         log.exception("realtime push of %d events failed", len(pending))
+
+
+async def _groups_listened_to(layer, groups: set[str]) -> set[str] | None:
+    """Of `groups`, those with a live member, on the Redis channel layer: one pipelined round
+    trip per Redis host, where `group_send` takes two per event even when nobody listens (the
+    own group of a chat nobody has open, most of a sweeper batch's). None for other layers:
+    send every event."""
+    try:
+        from channels_redis.core import RedisChannelLayer
+    except ImportError:  # pragma: no cover — installed with the project
+        return None
+    if not isinstance(layer, RedisChannelLayer):
+        return None
+    by_host: dict[int, list[str]] = {}
+    for group in groups:
+        by_host.setdefault(layer.consistent_hash(group), []).append(group)
+    oldest = int(time.time()) - layer.group_expiry  # as group_send counts members
+    live: set[str] = set()
+    for index, names in by_host.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for name in names:
+            pipe.zcount(layer._group_key(name), oldest, "+inf")
+        counts = await pipe.execute()
+        live.update(name for name, count in zip(names, counts) if count)
+    return live
 
 
 _relay_task: asyncio.Task | None = None

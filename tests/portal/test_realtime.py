@@ -239,3 +239,23 @@ def test_no_relay_with_redis(settings, no_relay):
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     realtime.ensure_relay()
     assert realtime._relay_task is None
+
+
+@pytest.mark.django_db
+def test_a_batch_of_pushes_reaches_the_groups_listened_to_in_order(channel_layer, django_capture_on_commit_callbacks):
+    """The sweeper's batches: on Redis, groups nobody listens to are skipped in one look-up; a
+    group somebody listens to gets every event, in order."""
+    channel = async_to_sync(_listen)(channel_layer, GROUP)
+
+    with realtime.batched_pushes():
+        with django_capture_on_commit_callbacks(execute=True):
+            for n in range(3):
+                realtime.publish_on_commit(GROUP, {"type": "chat.updated", "n": n})
+                realtime.publish_on_commit(f"chat.{900 + n}", {"type": "chat.updated", "n": n})  # nobody listens
+
+    async def drain():
+        return [await _next(channel_layer, channel) for _ in range(4)]
+
+    received = async_to_sync(drain)()
+    assert [message["event"]["n"] for message in received[:3]] == [0, 1, 2]
+    assert received[3] is None
