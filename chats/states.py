@@ -1,6 +1,7 @@
 """The one transition table of chat status (DESIGN rule 2). Nothing else assigns chat.status."""
 from __future__ import annotations
 
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from chats.models import Chat, ChatEvent, ChatStatus
@@ -52,3 +53,54 @@ def transition(chat: Chat, new_status: str, *, by: str = "system", extra_fields:
     chat.save(update_fields=sorted(fields))
     ChatEvent.objects.create(chat=chat, kind=f"status.{new_status}", by=by, data={"from": old, **data})
     events.chat_updated(chat, previous_status=old)
+
+
+def transition_many(
+    chats: list[Chat], new_status: str, *, by: str = "system", extra_fields: tuple[str, ...] = (),
+    data: dict[int, dict] | None = None,
+) -> None:
+    """`transition` for many chats at once (the timers' sweeper expiring a batch): the same table,
+    stamps, ChatEvents, deadlines and broadcasts, in one UPDATE and one INSERT. `data` holds each
+    chat's event data by chat id. Each ChatEvent is announced (post_save) as a saved one is, so
+    the event webhooks hear of it. The caller holds the chats' row locks inside a transaction;
+    nothing is changed when one of them may not move."""
+    from chats import events, timers
+    from portal.models import ChatSettings
+
+    for chat in chats:
+        if not can_transition(chat, new_status):
+            raise TransitionNotAllowed(chat, new_status)
+    if not chats:
+        return
+    now = timezone.now()
+    chat_settings = ChatSettings.load()
+    fields = {"status", *extra_fields}
+    stamp = STAMPS.get(new_status)
+    if stamp:
+        fields.add(stamp)
+    previous = {}
+    for chat in chats:
+        previous[chat.pk] = chat.status
+        chat.status = new_status
+        if stamp:
+            setattr(chat, stamp, now)
+        fields |= timers.recompute_deadline(chat, now=now, chat_settings=chat_settings)
+    # One UPDATE per set of new values (the chats of a batch share them but for a field or two,
+    # like the finish reason): far cheaper than bulk_update's CASE per row and field.
+    groups: dict[tuple, list[int]] = {}
+    names = sorted(fields)
+    for chat in chats:
+        groups.setdefault(tuple(getattr(chat, name) for name in names), []).append(chat.pk)
+    for values, ids in groups.items():
+        Chat.objects.filter(pk__in=ids).update(**dict(zip(names, values)))
+    data = data or {}
+    created = ChatEvent.objects.bulk_create(
+        [
+            ChatEvent(chat=chat, kind=f"status.{new_status}", by=by, data={"from": previous[chat.pk], **data.get(chat.pk, {})})
+            for chat in chats
+        ]
+    )
+    for event in created:
+        post_save.send(sender=ChatEvent, instance=event, created=True, update_fields=None, raw=False, using=event._state.db)
+    for chat in chats:
+        events.chat_updated(chat, previous_status=previous[chat.pk])

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from chats import services, sweepers, timers
+from chats import services, states, sweepers, timers
 from chats.models import (
     Author,
     Chat,
@@ -32,7 +32,8 @@ from portal import presence
 from portal.models import AgentStatus
 from queues.hours import hours_period
 from queues.models import QueueMessages
-from sms.models import NumberDirection, NumberRole
+from sms import tasks as sms_tasks
+from sms.models import MessageStatus, NumberDirection, NumberRole, OutboundMessage
 from tests.chats.conftest import AFTER_HOURS, BILLING_QUEUED, CONSUMER, OUTBOUND
 from tests.factories import (
     link_number,
@@ -607,14 +608,15 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
         timers.recompute_deadline(chat)
         chat.save()
     broken = chats[1].pk
-    real_end = services.end_chat
+    real_transition_many = states.transition_many
 
-    def end_chat(*, chat, **kwargs):
-        if chat.pk == broken:
-            raise RuntimeError("provider exploded")
-        return real_end(chat=chat, **kwargs)
+    def transition_many(chats, *args, **kwargs):
+        # Fails after the expired texts were queued, as a broken row would.
+        if any(chat.pk == broken for chat in chats):
+            raise RuntimeError("database exploded")
+        return real_transition_many(chats, *args, **kwargs)
 
-    monkeypatch.setattr(services, "end_chat", end_chat)
+    monkeypatch.setattr(states, "transition_many", transition_many)
     clock.shift(minutes(60 + 3))
 
     assert sweep() == 2
@@ -622,8 +624,9 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
     assert statuses[broken] == ChatStatus.QUEUED  # rolled back, retried next run
     assert [statuses[c.pk] for c in chats if c.pk != broken] == [ChatStatus.FINISHED] * 2
     assert not Message.objects.filter(chat_id=broken).exists()  # its expired text rolled back too
+    assert Message.objects.filter(body=EXPIRED).count() == 2  # the others' texts, once each
 
-    monkeypatch.setattr(services, "end_chat", real_end)
+    monkeypatch.setattr(states, "transition_many", real_transition_many)
     assert sweep() == 1
 
 
@@ -636,6 +639,112 @@ def test_more_due_chats_than_one_batch_are_all_expired(support, clock, sweep):
 
     assert sweep() == count
     assert Chat.objects.filter(status=ChatStatus.FINISHED, finish_reason=FinishReason.EXPIRED_UNANSWERED).count() == count
+
+
+# Statements of one sweeper run that expires a batch, whatever the batch's size: the locking
+# select, the queues with their messages and the numbers, settings and webhook subscribers,
+# texts (do-not-contact, messages, status events, transcript), chats, ChatEvents, participants,
+# offers, the savepoints, and after a full batch one more select that finds nothing left.
+# (SQLite splits an insert of wide rows every ~50 rows.)
+MAX_SWEEP_QUERIES = 23
+
+
+@pytest.mark.parametrize("count", [1, 10, timers.SWEEP_BATCH])
+def test_expiring_a_batch_costs_the_same_queries_for_one_chat_or_a_full_batch(
+    support, clock, count, django_assert_max_num_queries
+):
+    for chat in make_queued_chats(support.billing, support.number, count):
+        timers.recompute_deadline(chat)
+        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    clock.shift(minutes(60 + count))
+
+    with django_assert_max_num_queries(MAX_SWEEP_QUERIES):
+        assert timers.sweep() == count
+
+    assert Chat.objects.filter(status=ChatStatus.FINISHED, finish_reason=FinishReason.EXPIRED_UNANSWERED).count() == count
+    assert ChatEvent.objects.filter(kind="status.finished").count() == count
+    assert OutboundMessage.objects.filter(body=EXPIRED, status=MessageStatus.QUEUED).count() == count
+
+
+def test_every_expiry_is_announced_to_the_browser_and_the_event_webhooks(support, clock, sweep, monkeypatch):
+    from chats import events
+    from portal import webhooks
+
+    pushed, emitted = [], []
+    monkeypatch.setattr(events, "publish_on_commit", lambda group, event: pushed.append((group, event)))
+    monkeypatch.setattr(webhooks, "emit", lambda event_type, data: emitted.append((event_type, data)))
+    chats = make_queued_chats(support.billing, support.number, 3)
+    for chat in chats:
+        timers.recompute_deadline(chat)
+        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    clock.shift(minutes(60 + 3))
+
+    assert sweep() == 3
+
+    for chat in chats:
+        told = [event for group, event in pushed if group == f"chat.{chat.pk}"]
+        assert [event["type"] for event in told] == ["message.created", "chat.updated"]
+        assert told[0]["message"]["body"] == EXPIRED
+        assert told[1]["chat"]["status"] == ChatStatus.FINISHED
+        assert told[1]["chat"]["finish_reason"] == FinishReason.EXPIRED_UNANSWERED
+        assert (f"queue.{support.billing.pk}", told[1]) in pushed and ("supervisors", told[1]) in pushed
+    finished_hooks = [data["chat"]["id"] for event_type, data in emitted if event_type == "chat.finished"]
+    assert sorted(finished_hooks) == sorted(chat.pk for chat in chats)
+    assert {data["chat"]["finish_reason"] for event_type, data in emitted if event_type == "chat.finished"} == {
+        FinishReason.EXPIRED_UNANSWERED
+    }
+
+
+# --- an API chat whose text quiet hours hold ---------------------------------------------------------
+
+
+def test_an_api_chat_held_by_quiet_hours_expires_counted_from_when_its_text_went_out(support, committed, clock, sweep):
+    """22:30 in New York: quiet hours hold the API's text until 08:00. The consumer cannot answer
+    a text they have not received, so the 30 selecting minutes run from 08:00, not 22:30."""
+    clock.move_to(dt.datetime(2025, 3, 3, 22, 30, tzinfo=NEW_YORK), tick=False)
+    chat = committed(
+        services.start_api_chat,
+        consumer_number=CONSUMER, portal_number=support.number, queue=support.billing, body="Your parcel is ready.",
+    )
+    text = OutboundMessage.objects.get(to_number=CONSUMER, kind="api")
+    assert text.status == MessageStatus.HELD
+
+    clock.shift(minutes(30))
+    assert sweep() == 0
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.SELECTING
+    clock.shift(minutes(60 * 4))  # the middle of the night: still held, still not due
+    assert sweep() == 0
+
+    opening = dt.datetime(2025, 3, 4, 8, 0, tzinfo=NEW_YORK)
+    clock.move_to(opening, tick=False)
+    committed(sms_tasks.sweep_outbound)
+    text.refresh_from_db()
+    assert text.status == MessageStatus.DELIVERED  # the consumer has it now
+
+    clock.shift(minutes(30) - SECOND)
+    assert sweep() == 0
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.SELECTING
+    clock.shift(SECOND)
+    assert sweep() == 1
+    assert finished(chat, FinishReason.EXPIRED_SELECTING)
+
+
+def test_an_api_chat_whose_text_went_out_at_once_expires_counted_from_creation(phone, support, committed, clock, sweep):
+    chat = committed(
+        services.start_api_chat,
+        consumer_number=CONSUMER, portal_number=support.number, queue=support.billing, body="Your parcel is ready.",
+    )
+    assert phone.new_texts() == ["Your parcel is ready."]
+    chat.refresh_from_db()
+    assert (chat.deadline_kind, chat.deadline_at) == (DeadlineKind.SELECTING, chat.created_at + minutes(30))
+
+    clock.shift(minutes(30) - SECOND)
+    assert sweep() == 0
+    clock.shift(SECOND)
+    assert sweep() == 1
+    assert finished(chat, FinishReason.EXPIRED_SELECTING)
 
 
 def test_run_sweepers_runs_the_chat_timers(phone, clock, committed):
