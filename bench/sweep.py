@@ -102,7 +102,7 @@ def _worker(start_at: float, results):
 
     from chats import timers
 
-    connections.close_all()  # a connection of its own, never the parent's
+    connections.close_all()  # a connection of its own: the parent forgot its own before the fork
     while time.time() < start_at:
         time.sleep(0.001)
     began = time.perf_counter()
@@ -111,10 +111,19 @@ def _worker(start_at: float, results):
     connections.close_all()
 
 
-def run_sweepers(workers: int) -> tuple[int, float, list[int]]:
+def _forget_connections() -> None:
+    """Close this process's connections and its psycopg pool (DB_POOL), so that a forked child
+    never uses a socket of its parent's."""
     from django.db import connections
 
     connections.close_all()
+    for connection in connections.all():
+        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            connection.close_pool()
+
+
+def run_sweepers(workers: int) -> tuple[int, float, list[int]]:
+    _forget_connections()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     start_at = time.time() + 0.5
