@@ -27,6 +27,7 @@ from chats.timers import recompute_deadline
 from portal.keywords import normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings
+from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from queues.models import MenuCommand, Queue, queue_text
 from sms.commands import Command, recognise_command
@@ -357,9 +358,9 @@ def receive_sms(*, message_sid: str, from_number: str, to_number: str, body: str
     """Store an inbound text once (unique MessageSid) and act on it, in one transaction. A
     provider retry of a stored MessageSid changes nothing. Used by the webhook and the simulator.
     The settings singletons, queue texts and webhook subscribers are read once for the text and
-    its after-commit work (DESIGN rule 8)."""
+    its after-commit work (DESIGN rule 8), and its browser pushes leave together after commit."""
     try:
-        with cached_singletons(), transaction.atomic():
+        with cached_singletons(), batched_pushes(), transaction.atomic():
             inbound = InboundMessage.objects.create(
                 message_sid=message_sid, from_number=from_number, to_number=to_number, body=body, media=media
             )
