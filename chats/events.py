@@ -4,7 +4,7 @@ Groups: agent.<id>, queue.<id>, chat.<id>, supervisors. Each event is a JSON-abl
 `type`: chat.offered, chat.updated, message.created, message.status, stats.updated."""
 from __future__ import annotations
 
-from portal.realtime import publish_on_commit
+from portal.realtime import as_json, publish_on_commit
 
 
 def agent_group(agent_id: int) -> str:
@@ -69,12 +69,14 @@ def _groups_for(chat, previous_agent_id: int | None = None) -> set[str]:
 
 
 def chat_updated(chat, *, previous_status: str = "", previous_agent_id: int | None = None) -> None:
-    event = {
-        "type": "chat.updated",
-        "chat": chat_payload(chat),
-        "previous_status": previous_status,
-        "previous_agent_id": previous_agent_id,
-    }
+    event = as_json(  # once for all the groups
+        {
+            "type": "chat.updated",
+            "chat": chat_payload(chat),
+            "previous_status": previous_status,
+            "previous_agent_id": previous_agent_id,
+        }
+    )
     for group in sorted(_groups_for(chat, previous_agent_id)):
         publish_on_commit(group, event)
 

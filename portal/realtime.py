@@ -44,10 +44,19 @@ def relays_through_database() -> bool:
 _batch: contextvars.ContextVar[list | None] = contextvars.ContextVar("tern_realtime_batch", default=None)
 
 
+class JsonEvent(dict):
+    """An event already made JSON (`as_json`): published as it is, so one event told to several
+    groups is encoded once."""
+
+
+def as_json(event: dict) -> JsonEvent:
+    return JsonEvent(json.loads(json.dumps(event, cls=EventEncoder)))
+
+
 def publish_on_commit(group: str, event: dict) -> None:
     if not group:
         return
-    payload = json.loads(json.dumps(event, cls=EventEncoder))  # JSON now, not in the browser
+    payload = event if isinstance(event, JsonEvent) else as_json(event)  # JSON now, not in the browser
 
     def push():
         batch = _batch.get()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -220,10 +221,8 @@ def enqueue_sends(messages: list[OutboundMessage]) -> None:
         return
 
     def enqueue_all():
-        from django_q.brokers import get_broker
-
         try:
-            broker = _OneTrip(get_broker())
+            broker = _OneTrip(_broker())
         except Exception:  # noqa: BLE001 — each enqueue below tries (and logs) on its own
             broker = None
         for pk, lease in jobs:
@@ -238,6 +237,19 @@ def enqueue_sends(messages: list[OutboundMessage]) -> None:
                 )
 
     transaction.on_commit(enqueue_all)
+
+
+_brokers = threading.local()
+
+
+def _broker():
+    """The process's django-q2 broker, one per thread: django-q2 builds a new one (a new Redis
+    connection) for every task unless given one."""
+    from django_q.brokers import get_broker
+
+    if getattr(_brokers, "broker", None) is None:
+        _brokers.broker = get_broker()
+    return _brokers.broker
 
 
 class _OneTrip:
