@@ -60,10 +60,11 @@ def transition_many(
     data: dict[int, dict] | None = None,
 ) -> None:
     """`transition` for many chats at once (the timers' sweeper expiring a batch): the same table,
-    stamps, ChatEvents, deadlines and broadcasts, in one UPDATE and one INSERT. `data` holds each
-    chat's event data by chat id. Each ChatEvent is announced (post_save) as a saved one is, so
-    the event webhooks hear of it. The caller holds the chats' row locks inside a transaction;
-    nothing is changed when one of them may not move."""
+    stamps, ChatEvents, deadlines and broadcasts, in an UPDATE per set of new values (the chats
+    of a batch share them but for a field or two, like the finish reason) and one INSERT. `data`
+    holds each chat's event data by chat id. Each ChatEvent is announced (post_save) as a saved
+    one is, so the event webhooks hear of it. The caller holds the chats' row locks inside a
+    transaction; nothing is changed when one of them may not move."""
     from chats import events, timers
     from portal.models import ChatSettings
 
@@ -74,6 +75,7 @@ def transition_many(
         return
     now = timezone.now()
     chat_settings = ChatSettings.load()
+    facts = timers.DeadlineFacts()
     fields = {"status", *extra_fields}
     stamp = STAMPS.get(new_status)
     if stamp:
@@ -84,23 +86,32 @@ def transition_many(
         chat.status = new_status
         if stamp:
             setattr(chat, stamp, now)
-        fields |= timers.recompute_deadline(chat, now=now, chat_settings=chat_settings)
-    # One UPDATE per set of new values (the chats of a batch share them but for a field or two,
-    # like the finish reason): far cheaper than bulk_update's CASE per row and field.
-    groups: dict[tuple, list[int]] = {}
+        fields |= timers.recompute_deadline(chat, now=now, chat_settings=chat_settings, facts=facts)
     names = sorted(fields)
+    groups: dict[tuple, list[Chat]] = {}
     for chat in chats:
-        groups.setdefault(tuple(getattr(chat, name) for name in names), []).append(chat.pk)
-    for values, ids in groups.items():
-        Chat.objects.filter(pk__in=ids).update(**dict(zip(names, values)))
+        key = tuple(getattr(chat, name) for name in names)
+        try:
+            hash(key)
+        except TypeError:  # a JSON value: that chat alone
+            key = ("chat", chat.pk)
+        groups.setdefault(key, []).append(chat)
+    for group in groups.values():
+        Chat.objects.filter(pk__in=[chat.pk for chat in group]).update(
+            **{name: getattr(group[0], name) for name in names}
+        )
     data = data or {}
     created = ChatEvent.objects.bulk_create(
         [
-            ChatEvent(chat=chat, kind=f"status.{new_status}", by=by, data={"from": previous[chat.pk], **data.get(chat.pk, {})})
+            ChatEvent(
+                chat=chat, kind=f"status.{new_status}", by=by, data={"from": previous[chat.pk], **data.get(chat.pk, {})}
+            )
             for chat in chats
         ]
     )
     for event in created:
-        post_save.send(sender=ChatEvent, instance=event, created=True, update_fields=None, raw=False, using=event._state.db)
+        post_save.send(
+            sender=ChatEvent, instance=event, created=True, update_fields=None, raw=False, using=event._state.db
+        )
     for chat in chats:
         events.chat_updated(chat, previous_status=previous[chat.pk])

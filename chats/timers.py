@@ -179,12 +179,17 @@ def recompute_deadline(
     elif chat.status == ChatStatus.SELECTING:
         kind = DeadlineKind.SELECTING
         since = _latest(chat.created_at, chat.last_consumer_message_at, default=now)
-        text = facts.api_text(chat) if _waits_on_api_text(chat) else None
-        if text is not None:
-            out_at, opens = text
-            # Held by quiet hours, the consumer has not seen it: not due before it goes out.
-            since = max(since, out_at) if out_at is not None else max(now, opens or now)
-        at = since + dt.timedelta(minutes=_minutes(chat, "selecting_expiration_minutes", chat_settings))
+        minutes = dt.timedelta(minutes=_minutes(chat, "selecting_expiration_minutes", chat_settings))
+        at = since + minutes
+        if at <= now and _waits_on_api_text(chat):
+            # Due, counted from creation; but the API's text may have been held by quiet hours
+            # (looked at only now, so that other recomputes cost no query).
+            text = facts.api_text(chat)
+            if text is not None:
+                out_at, opens = text
+                # Still held, the consumer has not seen it: not due before it goes out.
+                since = max(since, out_at) if out_at is not None else max(now, opens or now)
+                at = since + minutes
     elif chat.status == ChatStatus.QUEUED:
         kind, at = _queued_deadline(chat, now, chat_settings, facts)
     elif chat.status in (ChatStatus.ASSIGNED, ChatStatus.DISMISSED):
@@ -304,6 +309,7 @@ def _act_on_batch(due: list[Chat], *, now: dt.datetime, failed: set[int], shared
     if moved:
         Chat.objects.bulk_update(moved, ["deadline_at", "deadline_kind"])
     acted = 0
+    one_by_one = dismissing
     if expiring:
         try:
             with transaction.atomic():
@@ -311,8 +317,9 @@ def _act_on_batch(due: list[Chat], *, now: dt.datetime, failed: set[int], shared
             acted += len(expiring)
         except Exception:  # noqa: BLE001 — find the chat that fails, and expire the others
             log.warning("expiring %d chats together failed; trying each on its own", len(expiring), exc_info=True)
-            dismissing = shared.attach(_lock_due(now, ids=[chat.pk for chat in expiring])) + dismissing
-    for chat in dismissing:
+            # Read again (still locked by us): the failed attempt changed them in memory.
+            one_by_one = shared.attach(_lock_due(now, ids=[chat.pk for chat in expiring])) + dismissing
+    for chat in one_by_one:
         try:
             with transaction.atomic():
                 acted += act_on_deadline(chat, now=now, chat_settings=chat_settings)
@@ -358,8 +365,8 @@ def expire_chats(chats: list[Chat]) -> None:
     its deadline kind, ended by the system; its agent's capacity is given back. Set-based, so a
     batch costs about a dozen statements however many chats it holds: the texts through
     `queue_sms_many`, their transcript entries in one insert, the chats through
-    `transition_many` (one UPDATE, one INSERT of ChatEvents), participants and offers in one
-    UPDATE each. A chat linked to a CRM record is finished by `services.end_chat`, one by one:
+    `transition_many` (an UPDATE per finish reason, one INSERT of ChatEvents), participants and
+    offers in one UPDATE each. A chat linked to a CRM record is finished by `services.end_chat`, one by one:
     its transcript goes to the record."""
     from chats import services
     from chats.states import transition_many
