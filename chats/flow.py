@@ -44,6 +44,8 @@ from sms.pipeline import add_do_not_contact, queue_sms, remove_do_not_contact
 
 log = logging.getLogger(__name__)
 
+MENU_WORD_MAX = MenuCommand._meta.get_field("word").max_length
+
 
 def handle_inbound(inbound: InboundMessage) -> str:
     """Act on one stored inbound text; returns the outcome kept on the InboundMessage. The
@@ -116,10 +118,14 @@ def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, 
     """The portal number texted, the consumer's active chat on it (locked FOR UPDATE), whether
     the consumer opted out of that number, and the command the text is. A text in a chat costs
     one query, a text with no chat two: the opt-out and the configured command words (BACK,
-    EXIT, …) are read in the same query as the chat or the number."""
+    EXIT, …) are read in the same query as the chat or the number. The chat comes with its
+    number and queue, not its menu queue (each related row costs as much Python as a small
+    query), which is read when a menu answer needs it, unless it is the queue itself."""
     consumer = inbound.from_number
     word = "" if inbound.media else normalise_word(inbound.body)
     fixed = recognise_command(word) if word else None  # STOP, START, HELP: no need to look
+    # A configured word is one of at most MENU_WORD_MAX characters: a longer text is none.
+    configured = bool(word) and fixed is None and len(word) <= MENU_WORD_MAX
 
     def facts(number_field: str) -> dict:
         found = {
@@ -127,13 +133,13 @@ def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, 
                 DoNotContact.objects.filter(consumer_number=consumer, portal_number=OuterRef(number_field))
             )
         }
-        if word and fixed is None:
+        if configured:
             found["menu_action"] = Subquery(MenuCommand.objects.matching(word).order_by().values("action")[:1])
         return found
 
     chat = (
         Chat.objects.select_for_update(of=("self",))
-        .select_related("portal_number", "queue", "menu_queue")
+        .select_related("portal_number", "queue")
         .filter(consumer_number=consumer, portal_number__number=inbound.to_number, status__in=ACTIVE_STATUSES)
         .annotate(**facts("portal_number__number"))
         .first()
@@ -143,6 +149,8 @@ def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, 
     )
     if found is None:
         return None, None, False, None
+    if chat is not None:
+        _reuse_queue_as_menu(chat)
     number = chat.portal_number if chat is not None else found
     action = getattr(found, "menu_action", None)
     command = fixed or (recognise_command(word, menu_words={word: action}) if action else None)
@@ -166,6 +174,12 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
         services.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
         return "dismissed_requeued"
     return "message"
+
+
+def _reuse_queue_as_menu(chat: Chat) -> None:
+    """A chat at its queue's own menu (the first level) needs no second read of that queue."""
+    if chat.menu_queue_id is not None and chat.menu_queue_id == chat.queue_id:
+        chat.menu_queue = chat.queue
 
 
 def _assign_again_after_commit(chat: Chat) -> None:
@@ -235,9 +249,10 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
         # Handle this text as if it had come just after that one (a menu answer stays one).
         chat = (
             Chat.objects.select_for_update(of=("self",))
-            .select_related("portal_number", "queue", "menu_queue")
+            .select_related("portal_number", "queue")
             .get(consumer_number=inbound.from_number, portal_number=number, status__in=ACTIVE_STATUSES)
         )
+        _reuse_queue_as_menu(chat)
         _assign_again_after_commit(chat)
         return _continue_chat(chat, inbound, command, chat_settings)
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
