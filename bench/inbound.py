@@ -62,6 +62,20 @@ def parse_args(argv=None):
         help="the server's PUBLIC_BASE_URL, when it has one (the URL signatures are computed over)",
     )
     parser.add_argument("--no-queries", action="store_true", help="skip the in-process query count")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        help="the pid of `manage.py serve`: its processes' CPU seconds (and the database's server "
+        "processes', for PostgreSQL) are read from /proc before and after the run, per text",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="after the run, wait up to SECONDS for the replies to leave the queue (the number's "
+        "sending limit spreads them out) and report the CPU again, replies included",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be between 1 and {MAX_COUNT}")
@@ -280,6 +294,86 @@ def queries_per_text(token: str, to: str, rng: random.Random) -> list[tuple[str,
     return counts
 
 
+# --- CPU ---------------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid → (parent pid, command line, CPU seconds used) of every process we can read."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
+        found[int(entry)] = (ppid, cmdline, (utime + stime) / CLOCK_TICKS)
+    return found
+
+
+def _role(cmdline: str, database: str) -> str | None:
+    if "daphne" in cmdline:
+        return "web"
+    if "qcluster" in cmdline:
+        return "tasks"
+    if " sweep" in cmdline:
+        return "sweeper"
+    if database and cmdline.startswith("postgres:") and f" {database} " in f"{cmdline} ":
+        return "database"
+    return None
+
+
+def cpu_snapshot(server_pid: int, database: str) -> dict[int, tuple[str, float]]:
+    """pid → (role, CPU seconds) of the server's processes (web, tasks, sweeper) and the
+    PostgreSQL backends serving `database`. A process that ends during the run takes its CPU
+    with it (the PostgreSQL backends of a connection pool stay for the run)."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in processes.items():
+        children.setdefault(ppid, []).append(pid)
+    ours, todo = set(), [server_pid]
+    while todo:
+        pid = todo.pop()
+        ours.add(pid)
+        todo.extend(children.get(pid, []))
+    snapshot = {}
+    for pid, (_, cmdline, seconds) in processes.items():
+        role = _role(cmdline, database) if pid in ours or cmdline.startswith("postgres:") else None
+        if role:
+            snapshot[pid] = (role, seconds)
+    return snapshot
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per role between two snapshots."""
+    used: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        used[role] = used.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
+    return used
+
+
+def wait_for_replies(consumers: list[str], seconds: float) -> tuple[int, int]:
+    """Wait until no reply to the run's consumers is still waiting to be sent; returns (replies,
+    still waiting)."""
+    from sms.models import MessageStatus, OutboundMessage
+
+    waiting_statuses = [MessageStatus.PENDING, MessageStatus.QUEUED]
+    replies = OutboundMessage.objects.filter(to_number__in=consumers)
+    deadline = time.monotonic() + seconds
+    while True:
+        waiting = replies.filter(status__in=waiting_statuses).count()
+        if not waiting or time.monotonic() >= deadline:
+            return replies.count(), waiting
+        time.sleep(0.5)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
@@ -303,7 +397,12 @@ def main(argv=None) -> int:
     )
     print(f"  database: {database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}")
 
+    pg_database = database["NAME"] if database["ENGINE"].endswith("postgresql") else ""
+    cpu_before = cpu_snapshot(args.server_pid, pg_database) if args.server_pid else None
+    load_before = os.getloadavg()
     results, elapsed = send_all(args, scripts)
+    load_after = os.getloadavg()
+    cpu = cpu_used(cpu_before, cpu_snapshot(args.server_pid, pg_database)) if args.server_pid else None
     requests = len(results.latencies)
     if not requests:
         print("No request got an answer: is the server running, with the same TWILIO_AUTH_TOKEN?")
@@ -326,6 +425,27 @@ def main(argv=None) -> int:
     print(f"HTTP statuses       {dict(sorted(results.statuses.items()))}")
     print(f"lost                {lost:8d}")
     print(f"duplicated          {duplicated:8d}")
+    print(f"load average        {load_before[0]:8.2f} before, {load_after[0]:.2f} after (1 min; {os.cpu_count()} CPUs)")
+    if cpu is not None:
+        for role in ("web", "tasks", "sweeper", "database"):
+            if role in cpu:
+                print(f"CPU per text        {cpu[role] * 1000 / args.count:8.1f} ms  {role} ({cpu[role]:.1f} s in all)")
+        total = sum(cpu.values())
+        print(f"CPU per text        {total * 1000 / args.count:8.1f} ms  all of the above (replies still queued then not included)")
+    if args.drain:
+        drain_started = time.perf_counter()
+        replies, waiting = wait_for_replies(sorted({text.consumer for text in texts}), args.drain)
+        drained = time.perf_counter() - drain_started
+        print(f"replies             {replies:8d}   ({waiting} still waiting after {drained:.1f} s more)")
+        if cpu is not None:
+            cpu = cpu_used(cpu_before, cpu_snapshot(args.server_pid, pg_database))
+            for role in ("web", "tasks", "sweeper", "database"):
+                if role in cpu:
+                    print(f"CPU, replies sent   {cpu[role] * 1000 / args.count:8.1f} ms per text  {role} ({cpu[role]:.1f} s)")
+            total = sum(cpu.values())
+            print(f"CPU, replies sent   {total * 1000 / args.count:8.1f} ms per text  all")
+            if "tasks" in cpu:
+                print(f"tasks CPU per reply {cpu['tasks'] * 1000 / max(replies, 1):8.1f} ms")
     if results.failures:
         print(f"failures            {len(results.failures):8d}  e.g. {results.failures[0]}")
     if not args.no_queries:
