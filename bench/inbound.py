@@ -267,9 +267,14 @@ def stored_counts(sids: list[str]) -> tuple[int, int]:
     return distinct, rows
 
 
-def queries_per_text(token: str, to: str, rng: random.Random) -> list[tuple[str, int]]:
+def queries_per_text(token: str, to: str, rng: random.Random) -> list[tuple[str, int, int]]:
     """Run one new consumer's first text, menu choice and a chat text in-process through the real
-    webhook view, counting the SQL queries of each (after-commit work included)."""
+    webhook view, counting the SQL queries of each (after-commit work included) and the Python
+    function calls it made: unlike seconds, that count does not depend on what else the machine
+    is doing. A first consumer's texts warm the process up uncounted."""
+    import cProfile
+    import pstats
+
     from django.conf import settings
     from django.db import connection
     from django.test import Client
@@ -281,16 +286,22 @@ def queries_per_text(token: str, to: str, rng: random.Random) -> list[tuple[str,
     signed_url = (settings.PUBLIC_BASE_URL or f"http://{host}") + INBOUND_PATH
     validator = RequestValidator(token)
     client = Client()
-    consumer = f"+1555999{rng.randrange(10_000):04d}"
+    texts = [("first text", "Hi, I have a question"), ("menu choice", "1"), ("text in a queued chat", "Hello?")]
     counts = []
-    for label, body in [("first text", "Hi, I have a question"), ("menu choice", "1"), ("text in a queued chat", "Hello?")]:
-        params = params_for(Text(consumer, body, "SM" + secrets.token_hex(16)), to)
-        signature = validator.compute_signature(signed_url, params)
-        with CaptureQueriesContext(connection) as queries:
-            response = client.post(INBOUND_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature, HTTP_HOST=host)
-        if response.status_code != 200:
-            raise SystemExit(f"in-process webhook answered {response.status_code}: {response.content[:200]!r}")
-        counts.append((label, len(queries)))
+    for counted in (False, True):
+        consumer = f"+1555999{rng.randrange(10_000):04d}"
+        for label, body in texts:
+            params = params_for(Text(consumer, body, "SM" + secrets.token_hex(16)), to)
+            signature = validator.compute_signature(signed_url, params)
+            profile = cProfile.Profile()
+            with CaptureQueriesContext(connection) as queries:
+                profile.enable()
+                response = client.post(INBOUND_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature, HTTP_HOST=host)
+                profile.disable()
+            if response.status_code != 200:
+                raise SystemExit(f"in-process webhook answered {response.status_code}: {response.content[:200]!r}")
+            if counted:
+                counts.append((label, len(queries), pstats.Stats(profile).total_calls))
     return counts
 
 
@@ -449,8 +460,11 @@ def main(argv=None) -> int:
     if results.failures:
         print(f"failures            {len(results.failures):8d}  e.g. {results.failures[0]}")
     if not args.no_queries:
-        for label, count in queries_per_text(args.auth_token, args.to, rng):
-            print(f"queries per message {count:8d}   ({label}, in-process, after-commit work included)")
+        for label, count, calls in queries_per_text(args.auth_token, args.to, rng):
+            print(
+                f"queries per message {count:8d}   ({label}, in-process, after-commit work included; "
+                f"{calls:,} Python function calls)"
+            )
     return 0 if not lost and not duplicated and not results.failures else 1
 
 
