@@ -4,9 +4,10 @@
 Creates N chats waiting in a queue of their own whose unanswered expiration has passed (each
 from its own consumer number, the queue's "expired" text set, as in real use), then runs
 `chats.timers.sweep()` — in this process, or in several worker processes at once, as several
-sweepers would on PostgreSQL — and prints chats expired per second. Then it checks that every
-chat was expired exactly once (one `status.finished` event and one expired text each), counts the
-SQL queries of expiring one more chat, and removes what it created.
+sweepers would on PostgreSQL — and prints chats expired per second and the sweepers' CPU time
+per chat. Then it checks that every chat was expired exactly once (one `status.finished` event
+and one expired text each), counts the SQL queries of expiring one more chat, and removes what
+it created.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tern_bench_sweep python bench/sweep.py
     DATABASE_URL=… python bench/sweep.py --count 10000 --workers 2
@@ -105,9 +106,9 @@ def _worker(start_at: float, results):
     connections.close_all()  # a connection of its own: the parent forgot its own before the fork
     while time.time() < start_at:
         time.sleep(0.001)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     acted = timers.sweep()
-    results.put((acted, time.perf_counter() - began))
+    results.put((acted, time.perf_counter() - began, time.process_time() - cpu))
     connections.close_all()
 
 
@@ -122,7 +123,7 @@ def _forget_connections() -> None:
             connection.close_pool()
 
 
-def run_sweepers(workers: int) -> tuple[int, float, list[int]]:
+def run_sweepers(workers: int) -> tuple[int, float, list[int], float]:
     _forget_connections()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -131,14 +132,15 @@ def run_sweepers(workers: int) -> tuple[int, float, list[int]]:
     began = time.time()
     for process in processes:
         process.start()
-    counts = []
+    counts, cpu_seconds = [], 0.0
     for _ in processes:
-        acted, _seconds = results.get()
+        acted, _seconds, cpu = results.get()
+        cpu_seconds += cpu
         counts.append(acted)
     for process in processes:
         process.join()
     elapsed = time.time() - max(began, start_at)
-    return sum(counts), elapsed, counts
+    return sum(counts), elapsed, counts, cpu_seconds
 
 
 def check(queue, count: int) -> tuple[int, int, int]:
@@ -209,12 +211,14 @@ def main(argv=None) -> int:
     number, queue = create_due_chats(args.count, tag)
     print(f"created in {time.perf_counter() - began:.1f} s")
 
-    acted, elapsed, per_worker = run_sweepers(args.workers)
+    acted, elapsed, per_worker, cpu_seconds = run_sweepers(args.workers)
     finished, events_twice, texts_twice = check(queue, args.count)
     rate = acted / elapsed if elapsed else float("inf")
     print(f"expired: {acted} in {elapsed:.2f} s → {rate:,.0f} chats expired/s")
     if args.workers > 1:
         print(f"per sweeper process: {per_worker}")
+    if acted:
+        print(f"sweeper CPU per chat expired: {cpu_seconds * 1000 / acted:.2f} ms (the sweeper processes only)")
     print(f"finished: {finished}/{args.count}; expired twice: {events_twice}; expired text missing or twice: {texts_twice}")
     print(f"SQL queries to expire one chat (a sweep with one chat due): {queries_for_one(number, queue)}")
     if not args.keep:
