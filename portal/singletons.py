@@ -26,17 +26,6 @@ def cached_singletons():
         _cache.reset(token)
 
 
-def cached(key, load):
-    """`load()` once per `cached_singletons()` block under `key`, for other configuration read
-    the same way (the event webhooks' subscribers); outside a block, every time."""
-    cache = _cache.get()
-    if cache is None:
-        return load()
-    if key not in cache:
-        cache[key] = load()
-    return cache[key]
-
-
 def caching() -> bool:
     """Whether a `cached_singletons()` block is running."""
     return _cache.get() is not None
