@@ -118,7 +118,12 @@ class Chat(models.Model):
                 name="chat_one_active_per_pair",
             ),
         ]
-        indexes = [models.Index(fields=["status", "deadline_at"], name="chat_deadline_lookup")]
+        indexes = [
+            models.Index(fields=["status", "deadline_at"], name="chat_deadline_lookup"),
+            # A consumer's chats on a number, finished ones included (each inbound text looks its
+            # chat up by the pair; SQLite would otherwise scan every chat the number ever had).
+            models.Index(fields=["consumer_number", "portal_number"], name="chat_consumer_lookup"),
+        ]
 
     def __str__(self):
         return f"Chat {self.pk} ({self.status})"
