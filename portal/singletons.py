@@ -42,6 +42,17 @@ def cached(key, load):
     return cache[key]
 
 
+def singletons_per_request(get_response):
+    """Middleware: every request is one `cached_singletons()` block (an agent's reply, an API
+    call, an admin page), so each settings singleton is read at most once per request."""
+
+    def middleware(request):
+        with cached_singletons():
+            return get_response(request)
+
+    return middleware
+
+
 class SingletonModel(models.Model):
     """Always row 1: saving never creates a second row, deleting does nothing."""
 

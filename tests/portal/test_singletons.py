@@ -36,3 +36,22 @@ def test_the_next_request_reads_what_another_saved_meanwhile():
 
     with cached_singletons():
         assert not ChatSettings.load().sms_chat_enabled
+
+
+@pytest.mark.django_db
+def test_every_request_is_one_block_through_the_middleware(rf, django_assert_num_queries):
+    from django.http import HttpResponse
+
+    from portal.singletons import singletons_per_request
+
+    def view(request):
+        return HttpResponse(f"{ChatSettings.load().opt_in_message}|{ChatSettings.load().sms_chat_enabled}")
+
+    handler = singletons_per_request(view)
+    ChatSettings.load()
+    with django_assert_num_queries(1):
+        first = handler(rf.get("/"))
+    ChatSettings.objects.update(opt_in_message="Changed by the admin.")
+
+    assert handler(rf.get("/")).content.decode().startswith("Changed by the admin.|")
+    assert first.content.decode() != "Changed by the admin.|True"
