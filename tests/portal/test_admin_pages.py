@@ -51,8 +51,29 @@ def make_queued_task() -> OrmQ:
     return OrmQ.objects.create(key="tern", payload=SignedPackage.dumps(package))
 
 
+def make_chat():
+    from chats.models import Chat, ChatEvent, Message
+    from sms.models import OutboundMessage, PhoneNumber
+
+    number = PhoneNumber.objects.get(number="+15550100001")
+    chat = Chat.objects.create(consumer_number="+15557654321", portal_number=number, status="finished", finish_reason="expired_unanswered")
+    reply = OutboundMessage.objects.create(to_number="+15557654321", from_number=number.number, body="Welcome!", status="undelivered", error_code="30003")
+    Message.objects.create(chat=chat, author="consumer", body="<b>Hi</b>")
+    Message.objects.create(chat=chat, author="system", body="Welcome!", outbound=reply)
+    ChatEvent.objects.create(chat=chat, kind="status.finished", by="system", data={"from": "queued"})
+    return chat
+
+
+def make_call():
+    from chats.models import Call
+
+    return Call.objects.create(call_sid="CA" + "0" * 32, caller_number="+15557654321")
+
+
 # What the demo data does not contain, made here so that every change page is opened once.
 EXTRA_OBJECTS = {
+    "chats.Chat": make_chat,
+    "chats.Call": make_call,
     "auth.Group": lambda: Group.objects.create(name="Supervisors"),
     "django_q.Schedule": lambda: Schedule.objects.create(name="demo", func="math.floor", args="1.5"),
     "django_q.Success": lambda: make_task(success=True),
@@ -149,3 +170,15 @@ def test_the_admin_index_lists_every_registered_model(demo_admin):
     body = response.content.decode()
     for model, _ in REGISTERED:
         assert admin_url(model, "changelist") in body, model._meta.label
+
+
+def test_a_chat_page_shows_its_transcript_with_delivery_and_cannot_be_edited(demo_admin):
+    chat = make_chat()
+
+    page = demo_admin.get(reverse("admin:chats_chat_change", args=[chat.pk])).content.decode()
+
+    assert "&lt;b&gt;Hi&lt;/b&gt;" in page  # the consumer's text, as text
+    assert "undelivered (30003)" in page
+    assert "status.finished" in page
+    assert 'name="_save"' not in page
+    assert demo_admin.post(reverse("admin:chats_chat_delete", args=[chat.pk]), {"post": "yes"}).status_code == 403

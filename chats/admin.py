@@ -1,0 +1,109 @@
+"""Chats and calls in the admin: read-only history for supervisors and admins.
+
+Conversations change only through chats.services (the transition table, the locks, the
+pushes), so nothing here edits or adds one: the pages show what happened — the transcript with
+each text's delivery status, the events, the finish reason — and filter and search it."""
+from django.contrib import admin
+from django.db.models import Count
+
+from chats.models import Call, Chat, ChatEvent, Message
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History: viewed, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MessageInline(ReadOnlyInline):
+    model = Message
+    verbose_name = "transcript entry"
+    verbose_name_plural = "Transcript"
+    fields = ("created_at", "author", "agent", "body", "delivery", "media_count")
+    readonly_fields = fields
+    ordering = ("created_at", "pk")
+
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request)
+            .select_related("agent__user", "outbound")
+            .annotate(media_total=Count("media"))
+        )
+
+    @admin.display(description="Delivery")
+    def delivery(self, message):
+        outbound = message.outbound
+        if outbound is None:
+            return "—"
+        return f"{outbound.status} ({outbound.error_code})" if outbound.error_code else outbound.status
+
+    @admin.display(description="Media")
+    def media_count(self, message):
+        return message.media_total or "—"
+
+
+class ChatEventInline(ReadOnlyInline):
+    model = ChatEvent
+    verbose_name_plural = "Events"
+    fields = ("at", "kind", "by", "data")
+    readonly_fields = fields
+    ordering = ("at", "pk")
+
+
+@admin.register(Chat)
+class ChatAdmin(ReadOnlyAdmin):
+    list_display = ("id", "consumer_number", "portal_number", "queue", "status", "agent", "chat_subtype", "created_at", "finish_reason")
+    list_filter = ("status", "chat_subtype", "start_type", "finish_reason", "queue", "created_at")
+    search_fields = ("consumer_number", "portal_number__number", "agent__user__username", "ticket_id")
+    list_select_related = ("portal_number", "queue", "agent__user")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    fieldsets = (
+        ("Conversation", {"fields": ("consumer_number", "portal_number", "queue", "language", "chat_type", "chat_subtype", "start_type")}),
+        ("Status", {
+            "fields": ("status", "agent", "created_at", "queued_at", "assigned_at", "dismissed_at", "ends_at", "finish_reason", "disconnected_by"),
+        }),
+        ("Timer", {
+            "fields": ("deadline_kind", "deadline_at"),
+            "description": "The chat's next deadline, checked by the sweeper every few seconds (chat settings and the queue's timer overrides).",
+        }),
+        ("CRM", {"fields": ("crm_record", "crm_needs_choice", "ticket_id")}),
+    )
+    inlines = (MessageInline, ChatEventInline)
+
+
+@admin.register(Call)
+class CallAdmin(ReadOnlyAdmin):
+    list_display = ("id", "caller_number", "queue", "status", "wait_time_sms_status", "agent", "source", "created_at")
+    list_filter = ("status", "wait_time_sms_status", "source", "queue")
+    search_fields = ("caller_number", "call_sid", "agent__user__username")
+    list_select_related = ("queue", "agent__user")
+    ordering = ("-created_at",)
+    fieldsets = (
+        ("Call", {"fields": ("call_sid", "source", "caller_number", "dialed_number", "queue", "language", "status", "agent")}),
+        ("Wait-time SMS", {
+            "fields": ("wait_time_sms_status", "prompt_plays", "last_prompt_at", "sms_number", "chat", "in_call_sms_open"),
+            "description": "The consent prompt the caller heard while waiting, and the SMS side of the call.",
+        }),
+        ("Times", {"fields": ("created_at", "queued_at", "assigned_at", "ended_at")}),
+        ("CRM", {"fields": ("crm_record",)}),
+    )
