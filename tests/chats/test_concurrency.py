@@ -8,11 +8,10 @@ DATABASE_URL=postgres://…, where they run. Every thread opens its own connecti
 from __future__ import annotations
 
 import threading
-import traceback
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Count, Q
 from django.test import Client
 
@@ -21,54 +20,20 @@ from chats.models import Author, Chat, ChatStatus, Message, Offer, Participant, 
 from chats.services import ChatActionError, accept_offer, assign_waiting_chats
 from queues.models import AnswerType, QueueMessages
 from sms.models import InboundMessage, OutboundMessage
+from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, errors_of, run_together
 from tests.factories import link_number, make_available_agent, make_number, make_queue, make_queued_chats
 from tests.webhooks import inbound_params, new_sid, post_signed
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="row locks need PostgreSQL (SQLite ignores SELECT FOR UPDATE); "
-        "run with DATABASE_URL=postgres://…",
-    ),
-]
+
+pytestmark = POSTGRES_ONLY
 
 PORTAL_NUMBER = "+15550100001"
-THREAD_TIMEOUT = 60
 
 
-def run_together(*calls):
-    """Run each callable in its own thread, all released at once by a barrier. Returns one
-    ("ok", value) or ("error", exception) per call, in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=THREAD_TIMEOUT)
-            results[index] = ("ok", call())
-        except BaseException as exc:  # noqa: BLE001 — reported to the test below
-            results[index] = ("error", exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
-def errors_of(results):
-    return [value for kind, value in results if kind == "error"]
 
 
-def assert_no_errors(results):
-    errors = errors_of(results)
-    assert not errors, "\n".join("".join(traceback.format_exception(error)) for error in errors)
 
 
 # --- routing ------------------------------------------------------------------------------------

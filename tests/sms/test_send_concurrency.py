@@ -7,7 +7,6 @@ DATABASE_URL=postgres://…, where these run. Every thread opens its own connect
 from __future__ import annotations
 
 import threading
-import traceback
 
 import pytest
 from django.db import connection, connections, transaction
@@ -16,52 +15,18 @@ from portal.models import ChatSettings
 from sms.models import OutboundMessage
 from sms.pipeline import DUPLICATE_MESSAGE_ERROR, SendRefused, queue_sms
 from sms.tasks import send_message
+from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
 from tests.factories import make_sending_number
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="row locks need PostgreSQL (SQLite ignores SELECT FOR UPDATE); run with DATABASE_URL=postgres://…",
-    ),
-]
+
+pytestmark = POSTGRES_ONLY
 
 SENDER = "+15550100001"
 CONSUMER = "+12125550123"
-THREAD_TIMEOUT = 60
 
 
-def run_together(*calls):
-    """Run each callable in its own thread, all released at once by a barrier. Returns one
-    ("ok", value) or ("error", exception) per call, in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=THREAD_TIMEOUT)
-            results[index] = ("ok", call())
-        except BaseException as exc:  # noqa: BLE001 — reported to the test below
-            results[index] = ("error", exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (deadlock?)"
-    return results
 
 
-def unexpected(results, allowed=()):
-    return [
-        "".join(traceback.format_exception(value))
-        for kind, value in results
-        if kind == "error" and not isinstance(value, allowed)
-    ]
 
 
 def posts(fake):
@@ -86,7 +51,7 @@ def test_two_workers_sending_the_same_message_at_once_send_it_once(twilio_settin
     for _ in range(3):  # the race is real: run it a few times on fresh rows
         results = run_together(lambda: send_message(pk, lease), lambda: send_message(pk, lease))
 
-        assert not unexpected(results)
+        assert_no_errors(results)
         assert sorted(value for _, value in results) == ["sent", "skipped"]
         pk_sent = OutboundMessage.objects.get(pk=pk)
         assert pk_sent.provider_sid and pk_sent.attempts == 1
@@ -105,7 +70,7 @@ def test_the_same_text_sent_four_times_at_once_goes_out_once(twilio_settings):
 
     results = run_together(send, send, send, send)
 
-    assert not unexpected(results, allowed=(SendRefused,))
+    assert_no_errors(results, allowed=(SendRefused,))
     accepted = [value for kind, value in results if kind == "ok"]
     refused = [value for kind, value in results if kind == "error"]
     assert len(accepted) == 1

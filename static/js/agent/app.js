@@ -8,7 +8,7 @@ import { countSegments, MAX_BODY_CHARS } from "./segments.js";
 import { Notifier } from "./notify.js";
 import { createCalls } from "./calls.js";
 import {
-  $, h, formatTime, formatDate, formatClock, formatDuration, renderMedia, statusNode,
+  $, h, formatTime, formatDate, formatClock, formatDuration, renderMedia, statusNode, syncTranscript,
   STATUS_RANK, FINISH_LABEL, START_LABEL,
 } from "./render.js";
 
@@ -78,12 +78,6 @@ function rank(status) {
 
 function since(iso) {
   return iso ? (Date.now() - new Date(iso).getTime()) / 1000 : 0;
-}
-
-function byTimeThenId(a, b) {
-  const ta = new Date(a.created_at).getTime();
-  const tb = new Date(b.created_at).getTime();
-  return ta - tb || a.id - b.id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,30 +666,7 @@ function messageNode(m) {
 }
 
 function renderTranscript() {
-  const list = $("transcript");
-  const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 60;
-  const messages = [...state.transcript.values()].sort(byTimeThenId);
-  const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
-  let previous = null;
-  let addedOwn = false;
-  for (const m of messages) {
-    const key = String(m.id);
-    const signature = JSON.stringify([m.status, m.error_code, m.error_message, m.body, (m.media || []).map((x) => [x.id, x.url, x.error])]);
-    let node = existing.get(key);
-    if (!node || node.dataset.signature !== signature) {
-      const fresh = messageNode(m);
-      fresh.dataset.signature = signature;
-      if (node) node.replaceWith(fresh);
-      else if (m.author === "agent" && m.agent_id === me) addedOwn = true;
-      node = fresh;
-    }
-    existing.delete(key);
-    const expectedPosition = previous ? previous.nextSibling : list.firstChild;
-    if (expectedPosition !== node) list.insertBefore(node, expectedPosition);
-    previous = node;
-  }
-  for (const stale of existing.values()) stale.remove();
-  if (nearBottom || addedOwn) list.scrollTop = list.scrollHeight;
+  syncTranscript($("transcript"), [...state.transcript.values()], { me, messageNode }).scroll();
 }
 
 const markReadSoon = debounce((chatId) => markRead(chatId), 300);

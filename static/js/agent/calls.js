@@ -10,7 +10,7 @@
 // statuses only move forward, so events and fetches may arrive in any order. Every text is a
 // text node, never HTML.
 import { api, ApiError } from "./api.js";
-import { $, h, formatTime, formatClock, renderMedia, statusNode, STATUS_RANK } from "./render.js";
+import { $, h, formatTime, formatClock, renderMedia, statusNode, syncTranscript, STATUS_RANK } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
 
 const CALL_RANK = { queued: 0, assigned: 1, ended: 2, abandoned: 2 };
@@ -36,10 +36,6 @@ function since(iso) {
 
 function rank(status) {
   return STATUS_RANK[status] ?? -1;
-}
-
-function byTimeThenId(a, b) {
-  return new Date(a.created_at) - new Date(b.created_at) || a.id - b.id;
 }
 
 /**
@@ -517,30 +513,10 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
 
   function renderTranscript() {
     const list = $("call-transcript");
-    const messages = [...(texts.get(openCallId)?.values() || [])].sort(byTimeThenId);
-    const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 60;
-    const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
-    let previous = null;
-    let addedOwn = false;
-    for (const m of messages) {
-      const key = String(m.id);
-      const signature = JSON.stringify([m.status, m.error_code, m.error_message, m.body, (m.media || []).map((x) => [x.id, x.url, x.error])]);
-      let node = existing.get(key);
-      if (!node || node.dataset.signature !== signature) {
-        const fresh = messageNode(m);
-        fresh.dataset.signature = signature;
-        if (node) node.replaceWith(fresh);
-        else if (m.author === "agent" && m.agent_id === me) addedOwn = true;
-        node = fresh;
-      }
-      existing.delete(key);
-      const expected = previous ? previous.nextSibling : list.firstChild;
-      if (expected !== node) list.insertBefore(node, expected);
-      previous = node;
-    }
-    for (const stale of existing.values()) stale.remove();
+    const messages = [...(texts.get(openCallId)?.values() || [])];
+    const { scroll } = syncTranscript(list, messages, { me, messageNode });
     if (!messages.length && !list.children.length) list.append(h("li", { class: "empty", dataset: { id: "empty" } }, "No text messages yet."));
-    if (nearBottom || addedOwn) list.scrollTop = list.scrollHeight;
+    scroll();
   }
 
   // -------------------------------------------------------------------------------------------

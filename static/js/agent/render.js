@@ -121,3 +121,38 @@ export function renderMedia(item, sender = "the consumer") {
   if (item.error) return h("span", { class: "media-error" }, `${what} not available: ${item.error}`);
   return h("span", { class: "media-pending" }, `${what} loading…`);
 }
+
+export function byTimeThenId(a, b) {
+  return new Date(a.created_at) - new Date(b.created_at) || a.id - b.id;
+}
+
+/**
+ * Brings a transcript list up to date with `messages` (any order) without redrawing what did not
+ * change: a message is redrawn by `messageNode(m)` only when its status, body or media changed,
+ * moved when out of place, removed when gone. Scrolls to the end when the agent was already near
+ * it or just sent a message of their own (`me`, the agent's id).
+ */
+export function syncTranscript(list, messages, { me, messageNode }) {
+  const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 60;
+  const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  let previous = null;
+  let addedOwn = false;
+  for (const m of [...messages].sort(byTimeThenId)) {
+    const key = String(m.id);
+    const signature = JSON.stringify([m.status, m.error_code, m.error_message, m.body, (m.media || []).map((x) => [x.id, x.url, x.error])]);
+    let node = existing.get(key);
+    if (!node || node.dataset.signature !== signature) {
+      const fresh = messageNode(m);
+      fresh.dataset.signature = signature;
+      if (node) node.replaceWith(fresh);
+      else if (m.author === "agent" && m.agent_id === me) addedOwn = true;
+      node = fresh;
+    }
+    existing.delete(key);
+    const expected = previous ? previous.nextSibling : list.firstChild;
+    if (expected !== node) list.insertBefore(node, expected);
+    previous = node;
+  }
+  for (const stale of existing.values()) stale.remove();
+  return { scroll: () => { if (nearBottom || addedOwn) list.scrollTop = list.scrollHeight; } };
+}
