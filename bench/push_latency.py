@@ -132,6 +132,11 @@ def prepare_agents(count: int, queue_name: str, capacity: int) -> list[Seat]:
     full_numbers = Permission.objects.get(content_type__app_label="portal", codename="view_full_numbers")
     seats = []
     with transaction.atomic():
+        # Agents of an earlier, larger run whose sockets died without a disconnect still count as
+        # connected for a while: routing would give them this run's chats.
+        AgentProfile.objects.filter(user__username__startswith=AGENT_PREFIX).update(
+            status=AgentStatus.OFFLINE, connection_count=0
+        )
         for index in range(count):
             username = f"{AGENT_PREFIX}{index:03d}"
             user = User.objects.filter(username=username).first()
@@ -197,6 +202,8 @@ class Socket:
     kinds: Counter = field(default_factory=Counter)  # frames heard, by event type
     error: str = ""
     ping_sent: list[float] = field(default_factory=list)
+    chat_status: dict = field(default_factory=dict)  # chat id → the last status heard
+    out_of_order: list[tuple] = field(default_factory=list)  # (chat, last heard, previous, status)
     pong_ms: list[float] = field(default_factory=list)  # ping → pong: how long the consumer was busy
 
 
@@ -244,6 +251,12 @@ async def _read_frames(sock: Socket, run: Run, hello: asyncio.Future):
             hello.set_result(now)
         elif kind == "chat.updated":
             chat = event.get("chat") or {}
+            # Each chat.updated names the status it left: on one socket they must chain. A
+            # break means an older event came after a newer one (or one was lost).
+            last = sock.chat_status.get(chat.get("id"))
+            if last is not None and event.get("previous_status") != last:
+                sock.out_of_order.append((chat.get("id"), last, event.get("previous_status"), chat.get("status")))
+            sock.chat_status[chat.get("id")] = chat.get("status")
             if chat.get("status") == "assigned" and chat.get("agent_id") == sock.seat.agent_id:
                 future = run.assigned.get(chat.get("consumer_number"))
                 if future is not None and not future.done():
@@ -546,6 +559,9 @@ def main(argv=None) -> int:
     print(f"on the wrong socket {len(wrong_socket):8d}")
     print(f"heard twice         {duplicated:8d}")
     print(f"seq gaps            {sum(sock.seq_gaps for sock in sockets):8d}")
+    broken = [(sock.seat.agent_id, *item) for sock in sockets for item in sock.out_of_order]
+    print(f"chat.updated out of order {len(broken):4d}" + (
+        "   e.g. agent %s, chat %s: heard %s, then %s → %s" % broken[0] if broken else ""))
     print(f"webhooks not 200    {len(not_200):8d}   statuses {dict(sorted(results.statuses.items()))}")
     print(f"chats not assigned  {len(report.get('unassigned', [])):8d}")
     kinds = sum((sock.kinds for sock in sockets), Counter())
