@@ -4,6 +4,7 @@ Nothing set means the embedded default: a SQLite file in var/, the in-memory cha
 django-q2's ORM broker and the local SMS provider.
 """
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -92,18 +93,27 @@ TEMPLATES = [
 VAR_DIR = Path(os.environ.get("TERN_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# The task cluster forks its workers: a connection pool (its connections and its thread) does
+# not survive a fork, so it and the sweeper keep one persistent connection per process instead.
+FORKING_PROCESS = os.environ.get("TERN_PROCESS_ROLE", "") in {"tasks", "sweeper"} or sys.argv[1:2] == ["qcluster"]
+
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'tern.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60" if FORKING_PROCESS else "0")),
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
-    # Reuse server connections through psycopg's pool (a new PostgreSQL connection per request
-    # costs more than the request). Persistent connections (CONN_MAX_AGE) would leak under ASGI,
-    # where every request runs in a thread of its own and each thread keeps its connection; the
-    # pool hands a connection back when the request ends. It needs CONN_MAX_AGE = 0.
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and env_bool("DB_POOL", True)
+    and not FORKING_PROCESS
+):
+    # The web process reuses server connections through psycopg's pool (a new PostgreSQL
+    # connection per request costs more than the request). Persistent connections (CONN_MAX_AGE)
+    # would leak under ASGI, where every request runs in a thread of its own and each thread keeps
+    # its connection; the pool hands a connection back when the request ends. It needs
+    # CONN_MAX_AGE = 0.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -125,7 +135,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tern"},
+            # No read timeout: redis-py 8 gives every connection a 5 s one by default, which
+            # closed each agent's websocket after 5 s without an event (channels_redis #422).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "prefix": "tern"},
         }
     }
 else:
