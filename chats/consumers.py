@@ -77,6 +77,16 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             await database_sync_to_async(touch_agent)(agent_id=self.agent_id)
             await self.send_json({"type": "pong"})
 
+    async def dispatch(self, message):
+        """Pushes go straight to `push()`. channels runs its connection clean-up before every
+        handler on the one thread shared by every socket of the process; behind it, with many
+        agents, pushes queued up until the channel layer dropped them (bench/push_latency.py).
+        `push()` needs no database connection of its own."""
+        if message.get("type") == "push":
+            await self.push(message)
+            return
+        await super().dispatch(message)
+
     async def push(self, message):
         event = message["event"]
         # A chat.updated goes to chat.<id>, queue.<id> and agent.<id>; this connection may be

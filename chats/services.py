@@ -316,14 +316,16 @@ def end_chat(*, chat: Chat, by: str, reason: str, agent: AgentProfile | None = N
             if chat.status == ChatStatus.FINISHED:
                 return chat
         holder = chat.agent
+        if notify_consumer:
+            # Before the transition: the agent's page hears the "chat ended" text while it still
+            # follows the chat, then "finished", which makes it stop following.
+            send_text(chat=chat, body=system_text(chat, "chat_ended"))
         chat.finish_reason = reason
         chat.disconnected_by = by
         transition(chat, ChatStatus.FINISHED, by=by, extra_fields=("finish_reason", "disconnected_by"), reason=reason)
         now = timezone.now()
         Participant.objects.filter(chat=chat, ended_at__isnull=True).update(status="ended", ended_at=now)
         Offer.objects.filter(chat=chat, status=Offer.Status.OFFERED).update(status=Offer.Status.WITHDRAWN, answered_at=now)
-        if notify_consumer:
-            send_text(chat=chat, body=system_text(chat, "chat_ended"))
         _close_crm_record(chat)
         if holder is not None:
             capacity_appeared(agent=holder)
