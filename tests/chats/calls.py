@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from channels.db import database_sync_to_async
 
 from chats import blending
 from chats.models import Call, CallSource
@@ -112,3 +113,28 @@ def ask(committed, call: Call, *, digit: str | None = None):
 
 def reload(call: Call) -> Call:
     return Call.objects.select_related("chat", "queue", "crm_record").get(pk=call.pk)
+
+
+def _session_cookie(username: str) -> bytes:
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    assert client.login(username=username, password="demo")
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def open_agent_socket(username: str):
+    """A logged-in agent's /ws/agent/ socket through the real ASGI stack, past its hello."""
+    from channels.testing import WebsocketCommunicator
+
+    from portal.asgi import application
+
+    cookie = await database_sync_to_async(_session_cookie)(username)
+    socket = WebsocketCommunicator(
+        application, "/ws/agent/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+    )
+    connected, code = await socket.connect()
+    assert connected, code
+    assert (await socket.receive_json_from(timeout=2))["type"] == "hello"
+    return socket

@@ -30,6 +30,7 @@ from portal.models import AgentStatus, CrmEntry, CrmRecord
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact
 from tests.chats.calls import (  # noqa: F401 — fixtures
+    open_agent_socket,
     AFTER_SESSION,
     CALLER,
     CLOSING,
@@ -563,28 +564,6 @@ def test_assigning_twice_to_the_same_agent_is_harmless_and_to_another_is_refused
     assert CrmRecord.objects.count() == 1
 
 
-def _session_cookie(username: str) -> bytes:
-    from django.conf import settings
-    from django.test import Client
-
-    client = Client()
-    assert client.login(username=username, password="demo")
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
-
-
-async def open_agent_socket(username: str):
-    from channels.testing import WebsocketCommunicator
-
-    from portal.asgi import application
-
-    cookie = await database_sync_to_async(_session_cookie)(username)
-    socket = WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
-    )
-    connected, code = await socket.connect()
-    assert connected, code
-    assert (await socket.receive_json_from(timeout=2))["type"] == "hello"
-    return socket
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,32 +16,10 @@ from chats.models import Call
 from portal.models import InCallSmsSettings, PresetMessage
 from queues.models import Queue
 from sms.models import NumberUsage
-from tests.chats.calls import CALLER, IN_CALL
+from tests.chats.calls import CALLER, IN_CALL, open_agent_socket
 from tests.factories import make_agent, make_number
 
 
-def _session_cookie(username: str) -> bytes:
-    from django.conf import settings
-    from django.test import Client
-
-    client = Client()
-    assert client.login(username=username, password="demo")
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
-
-
-async def open_agent_socket(username: str):
-    from channels.testing import WebsocketCommunicator
-
-    from portal.asgi import application
-
-    cookie = await database_sync_to_async(_session_cookie)(username)
-    socket = WebsocketCommunicator(
-        application, "/ws/agent/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
-    )
-    connected, code = await socket.connect()
-    assert connected, code
-    assert (await socket.receive_json_from(timeout=2))["type"] == "hello"
-    return socket
 
 
 async def drain(socket) -> list[dict]:

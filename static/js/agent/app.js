@@ -8,7 +8,7 @@ import { countSegments, MAX_BODY_CHARS } from "./segments.js";
 import { Notifier } from "./notify.js";
 import { createCalls } from "./calls.js";
 import {
-  $, h, formatTime, formatDate, formatClock, formatDuration, renderMedia, statusNode, syncTranscript,
+  $, h, formatTime, formatDate, formatClock, formatDuration, syncTranscript, messageItem,
   STATUS_RANK, FINISH_LABEL, START_LABEL,
 } from "./render.js";
 
@@ -649,20 +649,7 @@ function addMessages(messages) {
 }
 
 function messageNode(m) {
-  const author = m.author === "agent" ? (m.agent_id === me ? "You" : m.agent_name || "Agent") : m.author === "system" ? "System" : "Consumer";
-  const media = (m.media || []).map((item) => renderMedia(item));
-  const statusEl = m.outbound_id || m.status ? statusNode(m) : null;
-  return h("li", { class: `msg msg-${m.author}`, dataset: { id: m.id, status: m.status || "" } },
-    h("div", { class: "bubble" },
-      m.body ? h("p", { class: "body" }, m.body) : null,
-      media.length ? h("div", { class: "media" }, media) : null,
-    ),
-    h("div", { class: "meta" },
-      h("span", { class: "author" }, author),
-      h("time", { datetime: m.created_at, title: new Date(m.created_at).toLocaleString() }, formatTime(m.created_at)),
-      statusEl,
-    ),
-  );
+  return messageItem(m, { me });
 }
 
 function renderTranscript() {

@@ -10,7 +10,7 @@
 // statuses only move forward, so events and fetches may arrive in any order. Every text is a
 // text node, never HTML.
 import { api, ApiError } from "./api.js";
-import { $, h, formatTime, formatClock, renderMedia, statusNode, syncTranscript, STATUS_RANK } from "./render.js";
+import { $, h, formatTime, formatClock, syncTranscript, messageItem, STATUS_RANK } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
 
 const CALL_RANK = { queued: 0, assigned: 1, ended: 2, abandoned: 2 };
@@ -496,19 +496,7 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
   }
 
   function messageNode(m) {
-    const author = m.author === "agent" ? (m.agent_id === me ? "You" : m.agent_name || "Agent") : m.author === "system" ? "System" : "Caller";
-    const media = (m.media || []).map((item) => renderMedia(item, "the caller"));
-    return h("li", { class: `msg msg-${m.author}`, dataset: { id: m.id, status: m.status || "" } },
-      h("div", { class: "bubble" },
-        m.body ? h("p", { class: "body" }, m.body) : null,
-        media.length ? h("div", { class: "media" }, media) : null,
-      ),
-      h("div", { class: "meta" },
-        h("span", { class: "author" }, author),
-        h("time", { datetime: m.created_at, title: new Date(m.created_at).toLocaleString() }, formatTime(m.created_at)),
-        m.outbound_id || m.status ? statusNode(m) : null,
-      ),
-    );
+    return messageItem(m, { me, other: "Caller" });
   }
 
   function renderTranscript() {

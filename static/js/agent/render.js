@@ -156,3 +156,23 @@ export function syncTranscript(list, messages, { me, messageNode }) {
   for (const stale of existing.values()) stale.remove();
   return { scroll: () => { if (nearBottom || addedOwn) list.scrollTop = list.scrollHeight; } };
 }
+
+/**
+ * One transcript entry: the text (always as text), its media, who wrote it, when, and an outbound
+ * message's delivery status. `other` names the person texting ("Consumer", "Caller").
+ */
+export function messageItem(m, { me, other = "Consumer" }) {
+  const author = m.author === "agent" ? (m.agent_id === me ? "You" : m.agent_name || "Agent") : m.author === "system" ? "System" : other;
+  const media = (m.media || []).map((item) => renderMedia(item, `the ${other.toLowerCase()}`));
+  return h("li", { class: `msg msg-${m.author}`, dataset: { id: m.id, status: m.status || "" } },
+    h("div", { class: "bubble" },
+      m.body ? h("p", { class: "body" }, m.body) : null,
+      media.length ? h("div", { class: "media" }, media) : null,
+    ),
+    h("div", { class: "meta" },
+      h("span", { class: "author" }, author),
+      h("time", { datetime: m.created_at, title: new Date(m.created_at).toLocaleString() }, formatTime(m.created_at)),
+      m.outbound_id || m.status ? statusNode(m) : null,
+    ),
+  );
+}
