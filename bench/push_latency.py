@@ -202,8 +202,8 @@ class Socket:
     kinds: Counter = field(default_factory=Counter)  # frames heard, by event type
     error: str = ""
     ping_sent: list[float] = field(default_factory=list)
-    chat_status: dict = field(default_factory=dict)  # chat id → the last status heard
-    out_of_order: list[tuple] = field(default_factory=list)  # (chat, last heard, previous, status)
+    chat_status: dict = field(default_factory=dict)  # chat id → (version, status) last heard
+    out_of_order: list[tuple] = field(default_factory=list)  # (chat, last status heard, version, status)
     pong_ms: list[float] = field(default_factory=list)  # ping → pong: how long the consumer was busy
 
 
@@ -251,12 +251,12 @@ async def _read_frames(sock: Socket, run: Run, hello: asyncio.Future):
             hello.set_result(now)
         elif kind == "chat.updated":
             chat = event.get("chat") or {}
-            # Each chat.updated names the status it left: on one socket they must chain. A
-            # break means an older event came after a newer one (or one was lost).
+            # Each chat.updated carries the chat's version: on one socket they must rise. One
+            # that does not is an older event shown after a newer one (or the same one twice).
             last = sock.chat_status.get(chat.get("id"))
-            if last is not None and event.get("previous_status") != last:
-                sock.out_of_order.append((chat.get("id"), last, event.get("previous_status"), chat.get("status")))
-            sock.chat_status[chat.get("id")] = chat.get("status")
+            if last is not None and chat.get("version", 0) <= last[0]:
+                sock.out_of_order.append((chat.get("id"), last[1], chat.get("version"), chat.get("status")))
+            sock.chat_status[chat.get("id")] = (chat.get("version", 0), chat.get("status"))
             if chat.get("status") == "assigned" and chat.get("agent_id") == sock.seat.agent_id:
                 future = run.assigned.get(chat.get("consumer_number"))
                 if future is not None and not future.done():
@@ -561,7 +561,7 @@ def main(argv=None) -> int:
     print(f"seq gaps            {sum(sock.seq_gaps for sock in sockets):8d}")
     broken = [(sock.seat.agent_id, *item) for sock in sockets for item in sock.out_of_order]
     print(f"chat.updated out of order {len(broken):4d}" + (
-        "   e.g. agent %s, chat %s: heard %s, then %s → %s" % broken[0] if broken else ""))
+        "   e.g. agent %s, chat %s: heard %s, then version %s → %s" % broken[0] if broken else ""))
     print(f"webhooks not 200    {len(not_200):8d}   statuses {dict(sorted(results.statuses.items()))}")
     print(f"chats not assigned  {len(report.get('unassigned', [])):8d}")
     kinds = sum((sock.kinds for sock in sockets), Counter())

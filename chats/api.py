@@ -115,12 +115,7 @@ class StateView(AgentView):
                 "agent": AgentSerializer(agent).data,
                 "chats": AgentChatSerializer(agent_chats(agent), many=True, context=context).data,
                 "offers": AgentChatSerializer(offers, many=True, context=context).data,
-                "queues": [
-                    {"id": q.pk, "name": str(q), "waiting": q.waiting}
-                    for q in Queue.objects.filter(pk__in=queue_ids).annotate(
-                        waiting=Count("chats", filter=Q(chats__status=ChatStatus.QUEUED))
-                    )
-                ],
+                "queues": _queues_waiting(queue_ids),
                 "outbound_numbers": [
                     {"id": n.pk, "number": n.number, "label": n.label}
                     for n in PhoneNumber.objects.filter(
@@ -134,6 +129,20 @@ class StateView(AgentView):
                 "stats": agent_stats(agent),
             }
         )
+
+
+def _queues_waiting(queue_ids: list[int]) -> list[dict]:
+    """The agent's queues with what waits in each: the count, and each waiting chat as [id,
+    version] so the page can merge the answer with the queue.chat events it hears meanwhile."""
+    waiting: dict[int, list[list[int]]] = {}
+    for chat_id, queue_id, version in Chat.objects.filter(queue_id__in=queue_ids, status=ChatStatus.QUEUED).values_list(
+        "pk", "queue_id", "version"
+    ):
+        waiting.setdefault(queue_id, []).append([chat_id, version])
+    return [
+        {"id": q.pk, "name": str(q), "waiting": len(waiting.get(q.pk, [])), "waiting_chats": waiting.get(q.pk, [])}
+        for q in Queue.objects.filter(pk__in=queue_ids)
+    ]
 
 
 class StatusSerializer(serializers.Serializer):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import transaction
 
 from chats import events
-from chats.models import Call, CallStatus, Chat, Offer
+from chats.models import Call, CallStatus, Chat
 from chats.services import agent_queue_ids, capacity_appeared
 from portal.models import AgentProfile, ChatSettings
 from portal.presence import agent_connected, agent_disconnected, touch_agent
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_AN_AGENT = 4403
-RECENT_EVENTS = 64  # an event sent to several of the connection's groups is shown once
+VERSIONS_KEPT = 2000  # chats whose last version a connection remembers, newest first
 
 
 class AgentConsumer(AsyncJsonWebsocketConsumer):
@@ -44,8 +43,9 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         # chat.<id> groups of the SMS side of the agent's calls (SPEC B1, B2): joined and left by
         # call.updated, not by the chat's own events (that chat has no agent of its own).
         self.call_chat_groups: set[str] = set(await database_sync_to_async(_call_chat_groups)(agent))
-        self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
-        self.offered: set[int] = set(await database_sync_to_async(_open_offers)(agent))
+        # The last version heard of each chat, for chat.updated and for queue.chat.
+        self.chat_versions: dict[int, int] = {}
+        self.queue_versions: dict[int, int] = {}
         for group in [*await database_sync_to_async(_initial_groups)(agent), *self.call_chat_groups]:
             await self._join(group)
         await self.accept()
@@ -89,36 +89,27 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
 
     async def push(self, message):
         event = message["event"]
-        # A chat.updated goes to chat.<id>, queue.<id> and agent.<id>; this connection may be
-        # in several of them and hears it once.
-        fingerprint = json.dumps(event, sort_keys=True, default=str)
-        if fingerprint in self.recent:
-            return
-        self.recent.append(fingerprint)
-        if event.get("type") == "chat.updated":
+        kind = event.get("type")
+        if kind == "chat.updated":
             chat = event.get("chat") or {}
+            # Heard through another of its groups already (chat.<id> and agent.<id>), or older
+            # than what was heard: two requests' after-commit pushes arrive in any order.
+            if not _newer(self.chat_versions, chat.get("id"), chat.get("version")):
+                return
             mine = chat.get("agent_id") == self.agent_id
             was_mine = event.get("previous_agent_id") == self.agent_id
             if chat.get("agent_id") and not mine and not was_mine:
-                # Another agent's chat is never shown here. If this page shows it as an offer
-                # (manual answer), say no more than that the offer is gone; otherwise nothing.
-                if chat["id"] in self.offered:
-                    self.offered.discard(chat["id"])
-                    await self._send_event({"type": "offer.closed", "chat_id": chat["id"]})
-                return
-            if mine:
-                self.offered.discard(chat["id"])
+                return  # another agent's chat is never shown here
             group = events.chat_group(chat["id"])
             if mine and chat.get("status") == "assigned":
                 await self._join(group)
-            elif group in self.groups_joined and group not in self.call_chat_groups and (
-                not mine or chat.get("status") != "assigned"
-            ):
+            elif group in self.groups_joined and group not in self.call_chat_groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
                 self.groups_joined.discard(group)
-        elif event.get("type") == "chat.offered":
-            self.offered.add((event.get("chat") or {}).get("id"))  # sent to agent.<id> only
-        elif event.get("type") == "call.updated":
+        elif kind == "queue.chat":
+            if not _newer(self.queue_versions, event.get("chat_id"), event.get("version")):
+                return
+        elif kind == "call.updated":
             await self._follow_call_chat(event.get("call") or {})
         await self._send_event(self._masked(event))
 
@@ -171,8 +162,18 @@ def _call_chat_groups(agent: AgentProfile) -> list[str]:
     return [events.chat_group(pk) for pk in chat_ids]
 
 
-def _open_offers(agent: AgentProfile) -> list[int]:
-    return list(Offer.objects.filter(agent=agent, status=Offer.Status.OFFERED).values_list("chat_id", flat=True))
+def _newer(seen: dict[int, int], chat_id, version) -> bool:
+    """Whether an event of `version` about `chat_id` is newer than the last one `seen` (and, if so,
+    remember it). Forgets the longest-unheard chats beyond VERSIONS_KEPT."""
+    if not isinstance(version, int):
+        return True
+    if seen.get(chat_id, -1) >= version:
+        return False
+    seen.pop(chat_id, None)
+    seen[chat_id] = version
+    if len(seen) > VERSIONS_KEPT:
+        del seen[next(iter(seen))]
+    return True
 
 
 def _masks_numbers(user) -> bool:

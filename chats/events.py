@@ -1,7 +1,12 @@
 """Everything the agent's browser hears (DESIGN rule 7), published after commit.
 
 Groups: agent.<id>, queue.<id>, chat.<id>, supervisors. Each event is a JSON-able dict with a
-`type`: chat.offered, chat.updated, message.created, message.status, stats.updated."""
+`type`: chat.offered, chat.updated, queue.chat, message.created, message.status, call.updated,
+call.banner, call.message. A chat's events carry its `version` (states.py counts it): of two
+events about one chat, the higher version is the newer, whatever order they arrive in.
+
+No stats event: the page fetches Your Stats vs Team Average after each of its chats ends and every
+minute; a push would have to reach the whole team at every chat's end (the team average moves)."""
 from __future__ import annotations
 
 from portal.realtime import as_json, publish_on_commit
@@ -39,6 +44,7 @@ def chat_payload(chat) -> dict:
         "ends_at": chat.ends_at,
         "finish_reason": chat.finish_reason,
         "crm_needs_choice": chat.crm_needs_choice,
+        "version": chat.version,
     }
 
 
@@ -59,8 +65,6 @@ def message_payload(message) -> dict:
 
 def _groups_for(chat, previous_agent_id: int | None = None) -> set[str]:
     groups = {chat_group(chat.pk), SUPERVISORS}
-    if chat.queue_id:
-        groups.add(queue_group(chat.queue_id))
     if chat.agent_id:
         groups.add(agent_group(chat.agent_id))
     if previous_agent_id and previous_agent_id != chat.agent_id:
@@ -69,6 +73,9 @@ def _groups_for(chat, previous_agent_id: int | None = None) -> set[str]:
 
 
 def chat_updated(chat, *, previous_status: str = "", previous_agent_id: int | None = None) -> None:
+    """The whole chat to whoever holds or held it, its own group and supervisors; the agents of its
+    queue hear only `queue.chat` (no number, no agent): enough to count what waits and to drop an
+    offer someone else took, and small, since every agent of the queue hears it."""
     event = as_json(  # once for all the groups
         {
             "type": "chat.updated",
@@ -79,6 +86,11 @@ def chat_updated(chat, *, previous_status: str = "", previous_agent_id: int | No
     )
     for group in sorted(_groups_for(chat, previous_agent_id)):
         publish_on_commit(group, event)
+    if chat.queue_id and "queued" in (chat.status, previous_status):  # it joins or leaves what waits
+        publish_on_commit(
+            queue_group(chat.queue_id),
+            {"type": "queue.chat", "chat_id": chat.pk, "queue_id": chat.queue_id, "status": chat.status, "version": chat.version},
+        )
 
 
 def chat_offered(chat, agent_ids: list[int]) -> None:

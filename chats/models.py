@@ -104,6 +104,10 @@ class Chat(models.Model):
         default=False, help_text="Several CRM contacts share the number: the agent picks one."
     )
     ticket_id = models.CharField(max_length=64, blank=True)
+    version = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="Counts the chat's announced changes: a browser that hears two of them keeps the newer.",
+    )
 
     objects = ChatQuerySet.as_manager()
 

@@ -68,6 +68,7 @@ class AgentChatSerializer(serializers.ModelSerializer):
             "portal_number", "queue_id", "queue_name", "agent_id", "created_at", "queued_at",
             "assigned_at", "ends_at", "finish_reason", "disconnected_by", "crm_needs_choice", "unread",
             "last_message", "last_message_id", "last_consumer_message_at", "last_agent_message_at",
+            "version",
         ]
 
     def get_consumer_number(self, chat):

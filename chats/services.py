@@ -25,7 +25,7 @@ from chats.models import (
     StartType,
     Transfer,
 )
-from chats.states import transition
+from chats.states import save_and_announce, transition
 from chats.timers import recompute_deadline
 from portal import crm
 from portal.models import AgentProfile, AgentStatus, ChatSettings
@@ -352,7 +352,7 @@ def transfer_chat(
             transfer.save(update_fields=["status", "reason", "ended_at"])
             ChatEvent.objects.create(chat=chat, kind="transfer.failed", data={"transfer_id": transfer.pk, "reason": failure})
             crm.add_entry(chat.crm_record, "transfer_failed", failure)
-            events.chat_updated(chat)
+            save_and_announce(chat)  # the agent's page learns the chat stayed with them
             return transfer
         Participant.objects.filter(chat=chat, agent=agent, ended_at__isnull=True).update(
             status="transferred", ended_at=timezone.now()
@@ -360,13 +360,11 @@ def transfer_chat(
         if to_agent is not None:
             locked = AgentProfile.objects.select_for_update().get(pk=to_agent.pk)
             chat.agent = locked
-            chat.save(update_fields=["agent"])
+            save_and_announce(chat, ["agent"], previous_status=chat.status, previous_agent_id=agent.pk)
             Participant.objects.create(chat=chat, type=ParticipantType.AGENT, agent=locked)
             AgentProfile.objects.filter(pk=locked.pk).update(last_assignment_at=timezone.now())
-            events.chat_updated(chat, previous_status=chat.status, previous_agent_id=agent.pk)
         else:
             chat.agent = None
-            chat.save(update_fields=["agent"])
             chat.queue = to_queue
             # The new queue's hours decide which unanswered expiration applies (SPEC C3, S5).
             chat.queued_after_hours = not is_open(to_queue, timezone.now())
@@ -374,10 +372,10 @@ def transfer_chat(
                 chat,
                 ChatStatus.QUEUED,
                 by=f"agent:{agent.pk}",
-                extra_fields=("queue", "queued_after_hours"),
+                extra_fields=("agent", "queue", "queued_after_hours"),
+                previous_agent_id=agent.pk,
                 transfer_id=transfer.pk,
             )
-            events.chat_updated(chat, previous_status=ChatStatus.ASSIGNED, previous_agent_id=agent.pk)
             transaction.on_commit(lambda: assign_waiting_chats(queue_id=to_queue.pk))
         transfer.status = Transfer.Status.ENDED
         transfer.ended_at = timezone.now()
@@ -521,8 +519,7 @@ def choose_chat_contact(*, chat: Chat, contact=None, new_name: str = "") -> None
             _open_crm_record(chat)
         crm.choose_contact(record=chat.crm_record, contact=contact, new_name=new_name)
         chat.crm_needs_choice = False
-        chat.save(update_fields=["crm_needs_choice"])
-        events.chat_updated(chat)
+        save_and_announce(chat, ["crm_needs_choice"])
 
 
 # ---------------------------------------------------------------------------------------------

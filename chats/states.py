@@ -1,6 +1,7 @@
 """The one transition table of chat status (DESIGN rule 2). Nothing else assigns chat.status."""
 from __future__ import annotations
 
+from django.db.models import F
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -34,25 +35,47 @@ def can_transition(chat: Chat, new_status: str) -> bool:
     return new_status in ALLOWED.get(chat.status, set())
 
 
-def transition(chat: Chat, new_status: str, *, by: str = "system", extra_fields: tuple[str, ...] = (), **data) -> None:
-    """Move the chat, stamp the time, write a ChatEvent, recompute its deadline and schedule the
-    broadcast. The caller holds the chat's row lock inside a transaction."""
-    from chats import events, timers
+def save_and_announce(
+    chat: Chat, fields=(), *, previous_status: str = "", previous_agent_id: int | None = None
+) -> None:
+    """Save `fields` of a chat with its next version and publish chat.updated after commit. Every
+    chat.updated leaves through here or `transition_many`, so a browser that hears two of them (from
+    two requests, whose after-commit pushes have no order) keeps the newer. The caller holds the
+    chat's row lock inside a transaction, so the version it read is the row's."""
+    from chats import events
 
-    if not can_transition(chat, new_status):
-        raise TransitionNotAllowed(chat, new_status)
-    old = chat.status
+    chat.version += 1
+    chat.save(update_fields=sorted({*fields, "version"}))
+    events.chat_updated(chat, previous_status=previous_status, previous_agent_id=previous_agent_id)
+
+
+def _move(chat: Chat, new_status: str, *, now, **deadline_facts) -> set[str]:
+    """The part of a move that is each chat's own: the status, its time stamp and the deadline
+    recomputed. Returns the fields it set."""
+    from chats import timers
+
     chat.status = new_status
-    now = timezone.now()
-    fields = {"status", *extra_fields}
+    fields = {"status"}
     stamp = STAMPS.get(new_status)
     if stamp:
         setattr(chat, stamp, now)
         fields.add(stamp)
-    fields |= timers.recompute_deadline(chat, now=now)
-    chat.save(update_fields=sorted(fields))
+    return fields | timers.recompute_deadline(chat, now=now, **deadline_facts)
+
+
+def transition(
+    chat: Chat, new_status: str, *, by: str = "system", extra_fields: tuple[str, ...] = (),
+    previous_agent_id: int | None = None, **data,
+) -> None:
+    """Move the chat, stamp the time, write a ChatEvent, recompute its deadline and schedule the
+    broadcast. The caller holds the chat's row lock inside a transaction. `previous_agent_id`:
+    the agent who held the chat until now, when the move takes it from them (told too)."""
+    if not can_transition(chat, new_status):
+        raise TransitionNotAllowed(chat, new_status)
+    old = chat.status
+    fields = _move(chat, new_status, now=timezone.now()) | set(extra_fields)
+    save_and_announce(chat, fields, previous_status=old, previous_agent_id=previous_agent_id)
     ChatEvent.objects.create(chat=chat, kind=f"status.{new_status}", by=by, data={"from": old, **data})
-    events.chat_updated(chat, previous_status=old)
 
 
 def transition_many(
@@ -76,17 +99,11 @@ def transition_many(
     now = timezone.now()
     chat_settings = ChatSettings.load()
     facts = timers.DeadlineFacts()
-    fields = {"status", *extra_fields}
-    stamp = STAMPS.get(new_status)
-    if stamp:
-        fields.add(stamp)
+    fields = set(extra_fields)
     previous = {}
     for chat in chats:
         previous[chat.pk] = chat.status
-        chat.status = new_status
-        if stamp:
-            setattr(chat, stamp, now)
-        fields |= timers.recompute_deadline(chat, now=now, chat_settings=chat_settings, facts=facts)
+        fields |= _move(chat, new_status, now=now, chat_settings=chat_settings, facts=facts)
     names = sorted(fields)
     groups: dict[tuple, list[Chat]] = {}
     for chat in chats:
@@ -98,8 +115,10 @@ def transition_many(
         groups.setdefault(key, []).append(chat)
     for group in groups.values():
         Chat.objects.filter(pk__in=[chat.pk for chat in group]).update(
-            **{name: getattr(group[0], name) for name in names}
+            version=F("version") + 1, **{name: getattr(group[0], name) for name in names}
         )
+    for chat in chats:
+        chat.version += 1  # as the UPDATE counted it: the rows are locked and were read under the lock
     data = data or {}
     created = ChatEvent.objects.bulk_create(
         [

@@ -3,9 +3,7 @@ page hears that chat's messages and their delivery statuses (message.created, me
 chat.<id>), also after a reconnect; once the call has ended, nothing more of it."""
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import secrets
 
 import pytest
 from channels.db import database_sync_to_async
@@ -18,6 +16,7 @@ from queues.models import Queue
 from sms.models import NumberUsage
 from tests.chats.calls import CALLER, IN_CALL, open_agent_socket
 from tests.factories import make_agent, make_number
+from tests.layers import fresh_channel_layer
 
 
 
@@ -31,10 +30,7 @@ async def drain(socket) -> list[dict]:
 
 @pytest.fixture
 def own_channel_layer(settings):
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    if settings.REDIS_URL:  # a prefix of its own: other suites publish to the same group names
-        layers["default"]["CONFIG"]["prefix"] = f"tern-test-{secrets.token_hex(6)}"
-    settings.CHANNEL_LAYERS = layers
+    return fresh_channel_layer(settings)
 
 
 def _setup() -> dict:

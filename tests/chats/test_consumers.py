@@ -6,9 +6,7 @@ Conversations are driven by chats.flow.receive_sms, as the inbound webhook calls
 are transactional, so every after-commit push really happens."""
 from __future__ import annotations
 
-import copy
 import json
-import secrets
 
 import pytest
 from channels.db import database_sync_to_async
@@ -28,6 +26,7 @@ from portal import realtime
 from portal.asgi import application
 from portal.models import AgentProfile, AgentStatus, RealtimeOutbox
 from tests.chats.conftest import CONSUMER, OTHER_CONSUMER, PORTAL
+from tests.layers import fresh_channel_layer
 from tests.webhooks import new_sid
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,14 +37,7 @@ QUIET = 0.3  # seconds of silence that mean "nothing more is coming"
 
 @pytest.fixture(autouse=True)
 def channel_layer(settings):
-    """A fresh channel layer for each test. On Redis, a prefix of its own: other suites sharing
-    the server publish to the same group names (agent.1, queue.2 …) and must never reach these
-    connections."""
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    if settings.REDIS_URL:
-        layers["default"]["CONFIG"]["prefix"] = f"tern-test-{secrets.token_hex(6)}"
-    settings.CHANNEL_LAYERS = layers
-    return layers
+    return fresh_channel_layer(settings)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -278,12 +270,14 @@ async def test_an_agent_hears_its_queue_and_its_chat_in_order(alice, bob_idle_le
     try:
         chat = await start_assigned_chat()
         received = await drain(communicator)
+        # Billing's agents hear it wait and leave the queue; its agent hears the whole chat, once,
+        # though it goes to both the agent's group and the chat's.
+        in_queue = [(e["chat_id"], e["status"]) for e in received if e["type"] == "queue.chat"]
+        assert in_queue == [(chat.pk, "queued"), (chat.pk, "assigned")]
         updates = [e for e in of_chat(received, chat.pk) if e["type"] == "chat.updated"]
-        statuses = [e["chat"]["status"] for e in updates]
-        assert statuses == ["queued", "assigned"], statuses  # once each, though sent to several groups
-        assert updates[0]["chat"]["agent_id"] is None
-        assert updates[1]["chat"]["agent_id"] == alice.pk
-        assert updates[1]["previous_status"] == "queued"
+        assert [e["chat"]["status"] for e in updates] == ["assigned"]
+        assert updates[0]["chat"]["agent_id"] == alice.pk
+        assert updates[0]["previous_status"] == "queued"
 
         await consumer_texts("My invoice is wrong")
         await agent_says(alice, chat, "Let me look at it.")
@@ -315,6 +309,41 @@ async def test_an_agent_hears_its_queue_and_its_chat_in_order(alice, bob_idle_le
         await communicator.disconnect()
 
 
+async def test_an_older_chat_update_arriving_late_is_dropped_and_the_chat_stays_live(alice):
+    """Two requests' after-commit pushes have no order: the "queued" of the request that queued
+    the chat can reach the socket after the "assigned" of the one that assigned it. The older
+    version is dropped, so the page is not told the chat went back to the queue and the socket
+    stays in the chat's group."""
+    communicator = await open_agent_socket("alice")
+    try:
+        chat = await start_assigned_chat()
+        assigned = [e for e in await drain(communicator) if e["type"] == "chat.updated"][-1]
+        late = {**assigned, "chat": {**assigned["chat"], "status": "queued", "agent_id": None,
+                                     "version": assigned["chat"]["version"] - 1}}
+        late.pop("seq")
+        for group in (events.chat_group(chat.pk), events.agent_group(alice.pk)):
+            await database_sync_to_async(_publish_from_tasks)(group, late)
+        assert await communicator.receive_nothing(timeout=QUIET)
+        await consumer_texts("Still there?")
+        heard = await drain(communicator)
+        assert [e["message"]["body"] for e in heard if e["type"] == "message.created"] == ["Still there?"]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_every_chat_update_counts_a_new_version(alice, bob_idle_less):
+    communicator = await open_agent_socket("alice")
+    try:
+        chat = await start_assigned_chat()
+        await database_sync_to_async(services.transfer_chat)(agent=alice, chat=chat, to_agent=bob_idle_less)
+        heard = await drain(communicator)
+        assert [e["version"] for e in heard if e["type"] == "queue.chat"] == [1, 2]  # queued, assigned
+        assert [e["chat"]["version"] for e in heard if e["type"] == "chat.updated"] == [2, 3]  # to Alice, to Bob
+        assert (await consumer_chat()).version == 3
+    finally:
+        await communicator.disconnect()
+
+
 async def test_a_finished_chat_stops_reaching_the_agent(alice):
     communicator = await open_agent_socket("alice")
     try:
@@ -339,9 +368,9 @@ async def test_another_agents_chat_never_reaches_an_agent(alice, bob_idle_less):
         alice_heard = await drain(alice_socket)
         bob_heard = await drain(bob_socket)
         assert any(e["type"] == "chat.updated" and e["chat"]["agent_id"] == alice.pk for e in alice_heard)
-        # At most the "waiting in Billing" update, from before the chat had an agent.
-        assert all(e["type"] == "chat.updated" and e["chat"]["agent_id"] is None for e in bob_heard), bob_heard
-        assert not [e for e in bob_heard if e["chat"]["status"] != "queued"]
+        # Only that it waited in Billing and left it: no number, no agent, no message.
+        assert [(e["type"], e["status"]) for e in bob_heard] == [("queue.chat", "queued"), ("queue.chat", "assigned")]
+        assert not [e for e in bob_heard if set(e) - {"type", "chat_id", "queue_id", "status", "version", "seq"}]
 
         await consumer_texts("Are you there?")
         await agent_says(alice, chat, "Yes, I am here.")
@@ -415,10 +444,10 @@ async def test_a_manual_answer_offer_reaches_only_the_offered_agents(alice, bob,
         await database_sync_to_async(services.accept_offer)(agent=bob, chat=chat)
         bob_heard = await drain(bob_socket)
         assert [e["chat"]["agent_id"] for e in bob_heard if e["type"] == "chat.updated"] == [bob.pk]
-        # Alice's offer is withdrawn; she is told that much, once, and not whose chat it became.
+        # Alice's offer is withdrawn: she hears that it left the queue, once, not whose it became.
         alice_heard = await drain(alice_socket)
-        assert [{k: v for k, v in e.items() if k != "seq"} for e in alice_heard] == [
-            {"type": "offer.closed", "chat_id": chat.pk}
+        assert [{k: v for k, v in e.items() if k not in ("seq", "version")} for e in alice_heard] == [
+            {"type": "queue.chat", "chat_id": chat.pk, "queue_id": support.billing.pk, "status": "assigned"}
         ]
         await consumer_texts("Thanks for taking this")
         await database_sync_to_async(services.end_chat)(chat=chat, by="agent", reason="agent_ended", agent=bob)
@@ -446,7 +475,7 @@ async def test_a_reloaded_page_is_still_told_when_its_offer_is_taken(alice, bob,
         alice_socket = reloaded
         await drain(bob_socket)
         await database_sync_to_async(services.accept_offer)(agent=bob, chat=chat)
-        assert [e["type"] for e in await drain(alice_socket)] == ["offer.closed"]
+        assert [(e["type"], e["status"]) for e in await drain(alice_socket)] == [("queue.chat", "assigned")]
     finally:
         await alice_socket.disconnect()
         await bob_socket.disconnect()
@@ -570,7 +599,8 @@ async def test_the_relay_delivers_outbox_events_to_a_connected_agent(alice, monk
         chat = await start_assigned_chat()
         received = await drain(communicator, quiet=3 * realtime.RELAY_INTERVAL_SECONDS + 0.3)
         updates = [e for e in of_chat(received, chat.pk) if e["type"] == "chat.updated"]
-        assert [e["chat"]["status"] for e in updates] == ["queued", "assigned"]
+        assert [e["chat"]["status"] for e in updates] == ["assigned"]
+        assert [e["status"] for e in received if e["type"] == "queue.chat"] == ["queued", "assigned"]
         relayed_updates = [e for group, e in relayed if e["type"] == "chat.updated" and e["chat"]["id"] == chat.pk]
         assert {e["chat"]["status"] for e in relayed_updates} == {"queued", "assigned"}
         assert await database_sync_to_async(RealtimeOutbox.objects.count)() == 0

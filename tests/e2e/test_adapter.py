@@ -33,6 +33,10 @@ def chat_items(page):
     return page.locator("#chat-list .chat-item")
 
 
+def billing_waiting(page):
+    return page.locator("#queues li", has_text="Billing").locator(".q-waiting")
+
+
 def start_conversation(consumer, text="Hi there"):
     """Greeting and menu, then "1" for Billing: the chat is queued and routed."""
     assert consumer.text(text) == "menu"
@@ -225,6 +229,8 @@ def test_manual_answer_offer_accept_and_transfer(pages, consumer):
         offer = page.locator("#offers .offer")
         expect(offer).to_have_count(1)
         expect(offer.locator(".ci-number")).to_have_text(MASKED)
+        # The queues panel counts it live (queue.chat events; the page loaded before it waited).
+        expect(billing_waiting(page)).to_have_text("1 waiting")
 
     alice.locator("#offers .offer").get_by_role("button", name="Accept").click()
     expect(chat_items(alice)).to_have_count(1)
@@ -233,6 +239,8 @@ def test_manual_answer_offer_accept_and_transfer(pages, consumer):
     # Bob's offer goes away live; he never gets the chat.
     expect(bob.locator("#offers .offer")).to_have_count(0)
     expect(chat_items(bob)).to_have_count(0)
+    for page in (alice, bob):
+        expect(billing_waiting(page)).to_have_text("none waiting")
 
     # Transfer to Bob: the chat leaves Alice's list and appears in Bob's.
     alice.get_by_role("button", name="Transfer").click()

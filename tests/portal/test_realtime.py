@@ -4,10 +4,8 @@ they wait in RealtimeOutbox and the web process relays them."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import logging
-import secrets
 import uuid
 from decimal import Decimal
 
@@ -19,6 +17,7 @@ from django.db import transaction
 
 from portal import realtime
 from portal.models import RealtimeOutbox
+from tests.layers import fresh_channel_layer
 
 GROUP = "agent.42"
 needs_no_redis = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the relay is only used without Redis")
@@ -26,12 +25,7 @@ needs_no_redis = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the relay 
 
 @pytest.fixture(autouse=True)
 def channel_layer(settings):
-    """A fresh layer per test; on Redis a prefix of its own (other suites share the server)."""
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    if settings.REDIS_URL:
-        layers["default"]["CONFIG"]["prefix"] = f"tern-test-{secrets.token_hex(6)}"
-    settings.CHANNEL_LAYERS = layers
-    return get_channel_layer()
+    return fresh_channel_layer(settings)
 
 
 @pytest.fixture(autouse=True)

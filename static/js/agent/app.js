@@ -24,6 +24,9 @@ const state = {
   listVersion: 0, // bumped whenever an event or an action adds or removes a chat or an offer
   unreadIds: new Map(), // chat id -> ids of consumer texts counted unread from websocket events
   chats: new Map(), // my assigned chats, by id
+  versions: new Map(), // chat id -> the newest version heard of it (events, REST rows)
+  waiting: new Map(), // chat id -> {queueId, queued, version, epoch}: chats of my queues, for the counts
+  waitingEpoch: 0, // counts queue.chat events, to tell which came after a GET state was asked
   offers: new Map(), // manual-answer chats offered to me, by id
   queues: [],
   outboundNumbers: [],
@@ -96,13 +99,14 @@ async function resync({ transcript = true } = {}) {
       const statusVersion = state.statusVersion;
       const readMarks = new Map(state.readMarks);
       const listVersion = state.listVersion;
+      const waitingEpoch = state.waitingEpoch;
       const data = await api.state();
       // Chats came or went while this answer travelled: it may be older; ask once more.
       if (listVersion !== state.listVersion && !resyncAgain) resyncAgain = { transcript: false };
       // A status change made while this answer was on its way wins over it.
       if (statusVersion !== state.statusVersion || state.statusPending) data.agent.status = state.agent.status;
       for (const chat of data.chats || []) mergeNewerLocal(chat, readMarks);
-      applyState(data);
+      applyState(data, { waitingEpoch });
       if (transcript && state.openChatId) await loadTranscript(state.openChatId);
     } catch (err) {
       if (!(err instanceof ApiError && err.code === "network")) toast(errorText(err), "error");
@@ -141,11 +145,11 @@ function mergeNewerLocal(chat, readMarksAtRequest) {
   }
 }
 
-const refreshStateSoon = debounce(() => resync({ transcript: false }), 250);
-
-function applyState(data) {
+function applyState(data, { waitingEpoch }) {
   state.agent = { ...state.agent, ...data.agent };
   state.queues = data.queues || [];
+  mergeWaiting(state.queues, waitingEpoch);
+  for (const chat of [...(data.chats || []), ...(data.offers || [])]) newerVersion(chat);
   state.outboundNumbers = data.outbound_numbers || [];
   state.shortcuts = data.shortcuts || [];
   state.stats = data.stats;
@@ -202,18 +206,15 @@ function onEvent(event) {
     case "chat.updated":
       onChatUpdated(event.chat, event);
       break;
+    case "queue.chat":
+      onQueueChat(event);
+      break;
     case "message.created":
       // The SMS side of a call is the calls' (its chat is never in the chat list).
       if (!calls.onEvent(event)) onMessageCreated(event.message);
       break;
     case "message.status":
       if (!calls.onEvent(event)) onMessageStatus(event);
-      break;
-    case "stats.updated":
-      if (event.stats) {
-        state.stats = event.stats;
-        renderStats();
-      }
       break;
     default:
       break;
@@ -222,6 +223,8 @@ function onEvent(event) {
 
 function onOffered(chat) {
   if (chat.status !== "queued" || state.chats.has(chat.id)) return;
+  const heard = state.waiting.get(chat.id);
+  if (heard && heard.version > chat.version && !heard.queued) return; // taken or ended meanwhile
   state.listVersion += 1;
   const isNew = !state.offers.has(chat.id);
   state.offers.set(chat.id, { ...state.offers.get(chat.id), ...chat, queue_name: queueName(chat.queue_id) });
@@ -229,12 +232,21 @@ function onOffered(chat) {
   if (isNew) notifier.signal();
 }
 
+/** Whether `chat` (an event's or a REST row) is newer than what this page heard of it; if so,
+ *  remember its version. Events of two requests can arrive in either order. */
+function newerVersion(chat) {
+  if (typeof chat.version !== "number") return true;
+  if ((state.versions.get(chat.id) ?? -1) >= chat.version) return false;
+  state.versions.set(chat.id, chat.version);
+  return true;
+}
+
 function onChatUpdated(chat, event) {
+  if (!newerVersion(chat)) return;
   const known = state.chats.get(chat.id);
   const mineNow = chat.agent_id === me && chat.status === "assigned";
   if (Boolean(known) !== mineNow || state.offers.has(chat.id)) state.listVersion += 1;
   if (chat.status !== "queued" && state.offers.delete(chat.id)) renderOffers();
-  if (chat.queue_id && state.queues.some((q) => q.id === chat.queue_id)) refreshStateSoon();
   if (mineNow) {
     const merged = { unread: 0, last_message: "", queue_name: queueName(chat.queue_id), ...known, ...chat };
     state.chats.set(chat.id, merged);
@@ -264,6 +276,51 @@ function onChatUpdated(chat, event) {
     }
     refreshStats();
   }
+}
+
+// Waiting counts of my queues: GET state lists the chats waiting in each (with versions), and
+// every queue.chat event moves one chat; an older event or answer never undoes a newer one.
+const WAITING_KEPT = 2000;
+
+function onQueueChat(event) {
+  const local = state.waiting.get(event.chat_id);
+  if (local && local.version >= event.version) return;
+  state.waitingEpoch += 1;
+  state.waiting.delete(event.chat_id);
+  state.waiting.set(event.chat_id, {
+    queueId: event.queue_id, queued: event.status === "queued", version: event.version, epoch: state.waitingEpoch,
+  });
+  for (const [id, entry] of state.waiting) {
+    if (state.waiting.size <= WAITING_KEPT) break;
+    if (!entry.queued) state.waiting.delete(id);
+  }
+  // An offer someone else took, or that ended, is gone.
+  if (event.status !== "queued" && state.offers.delete(event.chat_id)) {
+    state.listVersion += 1;
+    renderOffers();
+  }
+  renderQueues();
+}
+
+function mergeWaiting(queues, epochAtRequest) {
+  const listed = new Set();
+  for (const q of queues) {
+    for (const [id, version] of q.waiting_chats || []) {
+      listed.add(id);
+      const local = state.waiting.get(id);
+      if (!local || local.version < version) state.waiting.set(id, { queueId: q.id, queued: true, version, epoch: 0 });
+    }
+  }
+  // Not waiting any more by the answer, and no event about it came after the question.
+  for (const [id, entry] of state.waiting) {
+    if (entry.queued && !listed.has(id) && entry.epoch <= epochAtRequest) entry.queued = false;
+  }
+}
+
+function waitingIn(queueId) {
+  let count = 0;
+  for (const entry of state.waiting.values()) if (entry.queued && entry.queueId === queueId) count += 1;
+  return count;
 }
 
 function onMessageCreated(message) {
@@ -385,12 +442,13 @@ function queueName(queueId) {
 function renderQueues() {
   const list = $("queues");
   list.replaceChildren(
-    ...state.queues.map((q) =>
-      h("li", { class: q.waiting ? "has-waiting" : "" },
+    ...state.queues.map((q) => {
+      const waiting = waitingIn(q.id);
+      return h("li", { class: waiting ? "has-waiting" : "" },
         h("span", { class: "q-name" }, q.name),
-        h("span", { class: "q-waiting", title: "Chats waiting" }, q.waiting ? `${q.waiting} waiting` : "none waiting"),
-      ),
-    ),
+        h("span", { class: "q-waiting", title: "Chats waiting" }, waiting ? `${waiting} waiting` : "none waiting"),
+      );
+    }),
   );
   if (!state.queues.length) list.append(h("li", { class: "empty" }, "You are not in any queue."));
 }

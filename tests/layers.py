@@ -1,0 +1,51 @@
+"""The real channel layer in tests: a fresh one per test, and what reached chosen groups."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+
+def fresh_channel_layer(settings):
+    """A layer of the test's own (the `settings` fixture puts the old one back). On Redis with a
+    prefix of its own: other suites sharing the server publish to the same group names
+    (agent.1, queue.2 …), and must never reach this test."""
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if settings.REDIS_URL:
+        layers["default"]["CONFIG"]["prefix"] = f"tern-test-{secrets.token_hex(6)}"
+    settings.CHANNEL_LAYERS = layers
+    return get_channel_layer()
+
+
+class GroupListener:
+    """A channel in each of `groups`, as a browser's connection would be; `heard()` gives what
+    reached each, in order, once nothing more comes for `quiet` seconds."""
+
+    def __init__(self, layer, groups):
+        self.layer = layer
+        self.channels: dict[str, str] = async_to_sync(self._listen)(list(groups))
+
+    async def _listen(self, groups: list[str]) -> dict[str, str]:
+        channels = {}
+        for group in groups:
+            channels[group] = await self.layer.new_channel()
+            await self.layer.group_add(group, channels[group])
+        return channels
+
+    def heard(self, quiet: float = 0.3) -> dict[str, list[dict]]:
+        async def drain():
+            heard = {}
+            for group, channel in self.channels.items():
+                heard[group] = events = []
+                while True:
+                    try:
+                        message = await asyncio.wait_for(self.layer.receive(channel), quiet)
+                    except (asyncio.TimeoutError, TimeoutError):
+                        break
+                    events.append(message["event"])
+            return heard
+
+        return async_to_sync(drain)()
