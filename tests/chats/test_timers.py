@@ -29,7 +29,7 @@ from chats.models import (
 )
 from chats.timers import DeadlineKind
 from portal import presence
-from portal.models import AgentStatus
+from portal.models import AgentStatus, EventWebhook
 from queues.hours import hours_period
 from queues.models import QueueMessages
 from sms import tasks as sms_tasks
@@ -43,6 +43,8 @@ from tests.factories import (
     make_queued_chats,
     update_chat_settings,
 )
+from tests.fakes.webhook_subscriber import Subscriber
+from tests.layers import GroupListener, fresh_channel_layer
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 EXPIRED = "This conversation has expired. Text us again any time."  # QueueMessages' default
@@ -666,33 +668,37 @@ def test_expiring_a_batch_costs_the_same_queries_for_one_chat_or_a_full_batch(
     assert OutboundMessage.objects.filter(body=EXPIRED, status=MessageStatus.QUEUED).count() == count
 
 
-def test_every_expiry_is_announced_to_the_browser_and_the_event_webhooks(support, clock, sweep, monkeypatch):
-    from chats import events
-    from portal import webhooks
-
-    pushed, emitted = [], []
-    monkeypatch.setattr(events, "publish_on_commit", lambda group, event: pushed.append((group, event)))
-    monkeypatch.setattr(webhooks, "emit", lambda event_type, data: emitted.append((event_type, data)))
+def test_every_expiry_is_announced_to_the_browser_and_the_event_webhooks(support, clock, sweep, settings):
+    """What a browser in each chat's group, Billing's agents and a supervisor hear, and what an
+    event webhook subscriber receives, when the sweeper expires a batch."""
     chats = make_queued_chats(support.billing, support.number, 3)
     for chat in chats:
         timers.recompute_deadline(chat)
         chat.save(update_fields=["deadline_at", "deadline_kind"])
+    queue = f"queue.{support.billing.pk}"
+    listener = GroupListener(fresh_channel_layer(settings), [*(f"chat.{chat.pk}" for chat in chats), queue, "supervisors"])
     clock.shift(minutes(60 + 3))
 
-    assert sweep() == 3
+    with Subscriber() as subscriber:
+        EventWebhook.objects.create(url=subscriber.url, event_types=["chat.finished"])
+        assert sweep() == 3
+        heard = listener.heard()
 
     for chat in chats:
-        told = [event for group, event in pushed if group == f"chat.{chat.pk}"]
+        told = [event for event in heard[f"chat.{chat.pk}"] if event["type"] != "message.status"]
         assert [event["type"] for event in told] == ["message.created", "chat.updated"]
         assert told[0]["message"]["body"] == EXPIRED
+        statuses = [event for event in heard[f"chat.{chat.pk}"] if event["type"] == "message.status"]
+        assert {event["outbound_id"] for event in statuses} == {told[0]["message"]["outbound_id"]}
         assert told[1]["chat"]["status"] == ChatStatus.FINISHED
         assert told[1]["chat"]["finish_reason"] == FinishReason.EXPIRED_UNANSWERED
-        assert (f"queue.{support.billing.pk}", told[1]) in pushed and ("supervisors", told[1]) in pushed
-    finished_hooks = [data["chat"]["id"] for event_type, data in emitted if event_type == "chat.finished"]
-    assert sorted(finished_hooks) == sorted(chat.pk for chat in chats)
-    assert {data["chat"]["finish_reason"] for event_type, data in emitted if event_type == "chat.finished"} == {
-        FinishReason.EXPIRED_UNANSWERED
-    }
+        assert told[1] in heard["supervisors"]
+        assert {"type": "queue.chat", "chat_id": chat.pk, "status": "finished"}.items() <= next(
+            event for event in heard[queue] if event["chat_id"] == chat.pk
+        ).items()
+    finished = [event["data"]["chat"] for event in subscriber.events() if event["type"] == "chat.finished"]
+    assert sorted(chat["id"] for chat in finished) == sorted(chat.pk for chat in chats)
+    assert {chat["finish_reason"] for chat in finished} == {FinishReason.EXPIRED_UNANSWERED}
 
 
 # --- an API chat whose text quiet hours hold ---------------------------------------------------------
