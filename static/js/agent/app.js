@@ -126,6 +126,10 @@ async function resync({ transcript = true } = {}) {
  *  that arrived while the answer travelled): keep the newer local knowledge. */
 function mergeNewerLocal(chat, readMarksAtRequest) {
   const local = state.chats.get(chat.id);
+  if (local && (local.version ?? -1) > (chat.version ?? -1)) {
+    // An event newer than the answer changed the chat itself (still mine, or it would be gone).
+    for (const field of ["status", "agent_id", "queue_id", "queue_name", "crm_needs_choice", "version"]) chat[field] = local[field];
+  }
   const counted = chat.last_message_id || 0; // the newest message the answer knew of
   if (local && local.eventMessageId > counted) {
     chat.last_message = local.last_message;
