@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import urllib.error
 import urllib.request
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -199,6 +201,9 @@ def test_wait_time_sms_banner_in_call_session_and_the_end(pages, ivr, caller, pi
     links.first.click()
     expect(transcript.locator(".msg-agent", has_text=f"Download our app here: {IOS_STORE}")).to_have_count(1)
     assert sent_to_caller(f"Download our app here: {IOS_STORE}").from_number == IN_CALL
+    if os.environ.get("TERN_SCREENSHOTS"):  # the README's picture of the call view
+        expect(transcript.locator(".msg-agent .msg-status").last).to_have_text("Delivered")
+        alice.screenshot(path=str(settings.BASE_DIR / "docs" / "screenshots" / "call.png"))
 
     # The websocket drops; what the caller sends meanwhile is fetched on reconnect, once.
     alice.evaluate("window.tern.socket.pause()")
