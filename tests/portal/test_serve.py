@@ -62,6 +62,33 @@ def children_of(pid: int) -> dict[int, str]:
     return found
 
 
+def session_members(sid: int) -> dict[int, str]:
+    """pid → command line of every process in session `sid` (serve runs in one of its own, so its
+    children's children — the task cluster's workers — count too)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session
+            found[int(entry)] = cmdline
+    return found
+
+
+def left_behind(sid: int) -> dict[int, str]:
+    """What of session `sid` is still running STOP_SECONDS after serve itself has exited."""
+    deadline = time.monotonic() + STOP_SECONDS
+    while (members := session_members(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return members
+
+
 def health(port: int) -> int:
     """GET /healthz on a new connection; its status, or 0 when nothing answered."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -131,12 +158,16 @@ def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how)
             for pid in paused:
                 os.kill(pid, signal.SIGCONT)
 
+    running = session_members(process.pid)
+    assert set(children) < set(running)  # serve's children and theirs: the task cluster's workers
     if how == "SIGTERM":
         process.send_signal(signal.SIGTERM)
     else:  # a terminal's Ctrl-C: SIGINT to the whole foreground group
         os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=STOP_SECONDS) == 0
     assert all(not os.path.exists(f"/proc/{pid}") for pid in children)
+    # Nothing of it keeps running: not the task cluster's own worker processes either.
+    assert left_behind(process.pid) == {}
     output.seek(0)
     printed = output.read()
     assert f"http://127.0.0.1:{port}/agent/" in printed
