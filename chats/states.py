@@ -41,11 +41,14 @@ def save_and_announce(
     """Save `fields` of a chat with its next version and publish chat.updated after commit. Every
     chat.updated leaves through here or `transition_many`, so a browser that hears two of them (from
     two requests, whose after-commit pushes have no order) keeps the newer. The caller holds the
-    chat's row lock inside a transaction, so the version it read is the row's."""
+    chat's row lock inside a transaction, so the version it read is the row's; the row counts on
+    from its own value all the same, so a copy read earlier can never set it back."""
     from chats import events
 
-    chat.version += 1
+    version = chat.version + 1
+    chat.version = F("version") + 1
     chat.save(update_fields=sorted({*fields, "version"}))
+    chat.version = version
     events.chat_updated(chat, previous_status=previous_status, previous_agent_id=previous_agent_id)
 
 

@@ -14,12 +14,13 @@ from chats.models import (
     StartType,
 )
 from chats.services import ChatActionError
+from chats.states import save_and_announce
 from chats.timers import DeadlineKind
 from portal import crm
 from portal.models import CrmContact, CrmEntry, CrmRecord
 from sms.models import DoNotContact, NumberDirection, NumberRole, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CHAT_ENDED, CONSUMER, GREETING, MENU, OUTBOUND, transcript
-from tests.factories import link_number, make_agent, make_crm_contact, make_number
+from tests.factories import link_number, make_agent, make_crm_contact, make_number, make_queued_chats
 
 
 @pytest.fixture
@@ -336,3 +337,13 @@ def test_an_agent_can_end_an_outbound_chat(alice, outbound_number, committed):
     ended = OutboundMessage.objects.order_by("pk").last()
     assert (ended.body, ended.from_number) == (CHAT_ENDED, OUTBOUND)
     assert transcript(chat)[-1] == (Author.SYSTEM, CHAT_ENDED)
+
+
+def test_each_announced_change_counts_a_version_even_from_a_copy_read_earlier(support, committed):
+    """The version orders a chat's events for the browser: it only ever goes up in the row."""
+    chat = make_queued_chats(support.billing, support.number, 1)[0]
+    earlier_copy = Chat.objects.get(pk=chat.pk)
+    start = chat.version
+    committed(save_and_announce, chat, ["crm_needs_choice"])
+    committed(save_and_announce, earlier_copy, ["crm_needs_choice"])
+    assert Chat.objects.get(pk=chat.pk).version == start + 2
