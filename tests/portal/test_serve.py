@@ -44,41 +44,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def children_of(pid: int) -> dict[int, str]:
-    """pid → command line of the processes whose parent is `pid`."""
-    found = {}
+def processes():
+    """(pid, state, ppid, session, command line) of every running process, from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+                fields = f.read().rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, …
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found[int(entry)] = cmdline
-    return found
+        yield int(entry), fields[0], int(fields[1]), int(fields[3]), cmdline
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid → command line of the processes whose parent is `pid`."""
+    return {child: cmdline for child, _, ppid, _, cmdline in processes() if ppid == pid}
 
 
 def session_members(sid: int) -> dict[int, str]:
-    """pid → command line of every process in session `sid` (serve runs in one of its own, so its
-    children's children — the task cluster's workers — count too)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session
-            found[int(entry)] = cmdline
-    return found
+    """pid → command line of every live process in session `sid` (serve runs in one of its own,
+    so its children's children — the task cluster's workers — count too)."""
+    return {pid: cmdline for pid, state, _, session, cmdline in processes() if session == sid and state != "Z"}
 
 
 def left_behind(sid: int) -> dict[int, str]:
