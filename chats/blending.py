@@ -584,6 +584,10 @@ def call_assigned(*, call_sid: str, agent: AgentProfile) -> Call:
         call.save(update_fields=["status", "agent", "assigned_at", "consent_deadline_at", "crm_record"])
         crm.add_entry(call.crm_record, "call_connected", f"Call {call.call_sid} connected to {agent}", agent_id=agent.pk)
         received = media = 0
+        if call.chat_id is not None:
+            # The SMS side's own row lock, as every move of a chat takes (the caller may be texting
+            # STOP to it right now); after the call's, in the order call_ended takes them.
+            call.chat = Chat.objects.select_for_update(of=("self",)).get(pk=call.chat_id)
         if call.chat is not None and call.chat.is_active:
             _connect_sms_side(call.chat, call)
             received = _consumer_messages(call.chat).count()

@@ -7,19 +7,23 @@ SELECT … FOR UPDATE, so a race there proves nothing. CI runs the suite a secon
 DATABASE_URL=postgres://…, where they run. Every thread opens its own connection and closes it."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import time
 from collections import Counter
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Count, Q
 from django.test import Client
 
+from chats import blending, services
 from chats.flow import receive_sms
-from chats.models import Author, Chat, ChatStatus, Message, Offer, Participant, ParticipantType
+from chats.models import Author, Call, Chat, ChatStatus, DisconnectedBy, FinishReason, Message, Offer, Participant, ParticipantType
 from chats.services import ChatActionError, accept_offer, assign_waiting_chats
 from queues.models import AnswerType, QueueMessages
 from sms.models import InboundMessage, OutboundMessage
+from tests.chats.calls import ask, blended, clock, in_call_number, in_call_settings, new_call  # noqa: F401 — fixtures
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, errors_of, run_together
 from tests.factories import link_number, make_available_agent, make_number, make_queue, make_queued_chats
 from tests.webhooks import inbound_params, new_sid, post_signed
@@ -238,3 +242,45 @@ def test_two_different_texts_from_a_new_consumer_at_once_make_one_chat(inbound_s
         # The second text held the chat's row while the first one's assignment ran (which skips
         # locked chats): the chat must still reach the available agent, not wait in the queue.
         assert chats[0].status == ChatStatus.ASSIGNED, f"{consumer}: chat left {chats[0].status}"
+
+
+# --- a call reaching an agent while the caller texts STOP -----------------------------------------
+
+
+def _postgres_waits_for_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_call_assigned_while_the_caller_stops_its_sms_side_leaves_that_chat_finished(
+    new_call, committed, clock, alice
+):
+    """The caller's STOP holds the SMS side's row lock and finishes it; the call reaches Alice
+    meanwhile. The assignment waits for the STOP and finds the chat finished: it never moves a
+    finished chat back to "assigned" from what it read before."""
+    call = new_call()
+    clock.shift(dt.timedelta(seconds=60))
+    ask(committed, call, digit="1")  # wait-time SMS allowed: the SMS side waits with the call
+    chat_id = Call.objects.get(pk=call.pk).chat_id
+    assert Chat.objects.get(pk=chat_id).status == ChatStatus.QUEUED
+    stopping = threading.Event()
+
+    def caller_stops():
+        with transaction.atomic():
+            chat = Chat.objects.select_for_update(of=("self",)).get(pk=chat_id)
+            services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_STOPPED, notify_consumer=False)
+            stopping.set()
+            # Commit only once the assignment waits on this lock (a bounded poll of pg_locks).
+            for _ in range(THREAD_TIMEOUT * 20):
+                if _postgres_waits_for_a_lock():
+                    break
+                time.sleep(0.05)
+
+    def call_reaches_alice():
+        assert stopping.wait(THREAD_TIMEOUT)
+        return blending.call_assigned(call_sid=call.call_sid, agent=alice)
+
+    assert_no_errors(run_together(caller_stops, call_reaches_alice))
+    chat = Chat.objects.get(pk=chat_id)
+    assert (chat.status, chat.finish_reason) == (ChatStatus.FINISHED, FinishReason.END_USER_STOPPED)
