@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test migrate seed serve clean
+.PHONY: demo test browser install install-test migrate seed serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,19 @@ seed: migrate
 demo: seed
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# The browser tests drive Debian's Chromium; `make test` makes sure it is there and never skips them.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "== installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    || { echo "make test: could not install Debian's chromium; install it (apt-get install chromium) and run make test again"; exit 2; }; \
+	else \
+	  echo "make test: the browser tests need Debian's chromium at $(CHROMIUM); install it (sudo apt-get install chromium) and run make test again"; exit 2; \
+	fi
+
+test: install-test browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
