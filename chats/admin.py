@@ -6,7 +6,9 @@ each text's delivery status, the events, the finish reason — and filter and se
 from django.contrib import admin
 from django.db.models import Count
 
+from chats import intake
 from chats.models import Call, Chat, ChatEvent, Message
+from sms.models import InboundMessage, InboundState
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -107,3 +109,24 @@ class CallAdmin(ReadOnlyAdmin):
         ("Times", {"fields": ("created_at", "queued_at", "assigned_at", "ended_at")}),
         ("CRM", {"fields": ("crm_record",)}),
     )
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    """Every text a webhook stored, with what the batch worker did with it: pending ones wait
+    for it, failed ones show their error and can be tried again."""
+
+    list_display = ["message_sid", "from_number", "to_number", "received_at", "state", "attempts", "outcome"]
+    list_filter = ["state", "outcome"]
+    search_fields = ["message_sid", "from_number", "to_number", "body"]
+    readonly_fields = [
+        "message_sid", "from_number", "to_number", "body", "media", "received_at",
+        "state", "attempts", "next_attempt_at", "error", "processed_at", "outcome",
+    ]
+    date_hierarchy = "received_at"
+    actions = ["try_again"]
+
+    @admin.action(description="Try the selected failed texts again")
+    def try_again(self, request, queryset):
+        count = intake.retry_failed(queryset.filter(state=InboundState.FAILED).values_list("pk", flat=True))
+        self.message_user(request, f"{count} failed text(s) will be handled again." if count else "No failed text selected.")

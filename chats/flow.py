@@ -1,5 +1,6 @@
 """The consumer's path through a conversation (SPEC S2–S4, S8): commands first, then the menu,
-queueing, and the messages of an active chat. Called by the inbound webhook and the simulator."""
+queueing, and the messages of an active chat. Called for each stored text by the batch worker
+(chats.intake), inside its batch's transaction."""
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,6 @@ from chats.timers import recompute_deadline
 from portal.keywords import normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings
-from portal.singletons import cached_singletons
 from queues.models import MenuCommand, Queue, queue_text
 from sms.commands import Command, recognise_command
 from sms.models import (
@@ -47,11 +47,9 @@ MENU_WORD_MAX = MenuCommand._meta.get_field("word").max_length
 
 
 def handle_inbound(inbound: InboundMessage) -> str:
-    """Act on one stored inbound text; returns the outcome kept on the InboundMessage. The
-    caller holds a transaction."""
+    """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
+    batch worker, chats.intake). The caller holds a transaction."""
     outcome = _handle(inbound)
-    inbound.outcome = outcome
-    inbound.save(update_fields=["outcome"])
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
 
@@ -366,25 +364,3 @@ def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
     chat.language = chosen
     chat.language_chosen = True
     return _enter_queue(chat, queue, chat_settings, unsaved=("language", "language_chosen"))
-
-
-def receive_sms(*, message_sid: str, from_number: str, to_number: str, body: str, media: list[dict]) -> tuple[InboundMessage | None, str]:
-    """Store an inbound text once (unique MessageSid) and act on it, in one transaction. A
-    provider retry of a stored MessageSid changes nothing. Used by the webhook and the simulator.
-    The settings singletons, queue texts and webhook subscribers are read once for the text and
-    its after-commit work (DESIGN rule 8). Its browser pushes leave one by one as each commit
-    happens, not batched to the end: held back, a chat's "queued" could reach a browser after
-    another process's "assigned" and make the agent's page drop the chat (bench/push_latency.py
-    measured 160 of 300 texts missed that way)."""
-    try:
-        with cached_singletons(), transaction.atomic():
-            inbound = InboundMessage.objects.create(
-                message_sid=message_sid, from_number=from_number, to_number=to_number, body=body, media=media
-            )
-            outcome = handle_inbound(inbound)
-    except IntegrityError:
-        if InboundMessage.objects.filter(message_sid=message_sid).exists():
-            log.info("inbound %s already stored: ignored", message_sid)
-            return None, "duplicate"
-        raise
-    return inbound, outcome

@@ -1,11 +1,14 @@
-"""Where conversations start: the Twilio inbound SMS webhook (SPEC S1)."""
+"""Where conversations start: the Twilio inbound SMS webhook (SPEC S1). It checks the signature,
+stores the text and answers; the conversation runs behind it (chats.intake). 200 only once the
+text is committed."""
 import logging
 
+from django.db import DatabaseError
 from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from chats.flow import receive_sms
+from chats.intake import store_text
 from sms.signatures import is_valid_twilio_request
 
 log = logging.getLogger(__name__)
@@ -38,11 +41,16 @@ def twilio_inbound(request):
     to_number = request.POST.get("To", "").strip()
     if not sid or not from_number or not to_number:
         return HttpResponse("MessageSid, From and To are required.", status=400)
-    receive_sms(
-        message_sid=sid,
-        from_number=from_number,
-        to_number=to_number,
-        body=request.POST.get("Body", ""),
-        media=twilio_media(request.POST),
-    )
+    try:
+        store_text(
+            message_sid=sid,
+            from_number=from_number,
+            to_number=to_number,
+            body=request.POST.get("Body", ""),
+            media=twilio_media(request.POST),
+        )
+    except DatabaseError:
+        # Not stored, so not acknowledged: Twilio keeps the text (and retries where set up to).
+        log.exception("inbound %s from=%s to=%s not stored: answered 503", sid, from_number, to_number)
+        return HttpResponse("Not stored; try again.", status=503, headers={"Retry-After": "5"})
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")

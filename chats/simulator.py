@@ -1,15 +1,16 @@
 """The phone simulator (/simulator/): plays a consumer's phone against the local provider. A
-text typed here goes through the same receive_sms() as Twilio's webhook; the portal's replies
-show with their delivery statuses."""
+text typed here is stored like one from Twilio's webhook (chats.intake.store_text) and handled
+by the same batch worker; the portal's replies show with their delivery statuses."""
 import secrets
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db import DatabaseError
 from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from chats.flow import receive_sms
+from chats.intake import store_text
 from sms.models import InboundMessage, OutboundMessage, PhoneNumber
 from sms.numbers import parse_e164
 
@@ -36,10 +37,13 @@ def simulator_send(request):
         return JsonResponse({"error": "Pick one of the portal's numbers."}, status=400)
     if not body.strip():
         return JsonResponse({"error": "Type a message."}, status=400)
-    inbound, outcome = receive_sms(
-        message_sid=f"SMsim{secrets.token_hex(14)}", from_number=consumer, to_number=portal, body=body[:1600], media=[]
-    )
-    return JsonResponse({"id": inbound.pk if inbound else None, "outcome": outcome})
+    try:
+        inbound = store_text(
+            message_sid=f"SMsim{secrets.token_hex(14)}", from_number=consumer, to_number=portal, body=body[:1600], media=[]
+        )
+    except DatabaseError:
+        return JsonResponse({"error": "The text could not be stored; send it again."}, status=503)
+    return JsonResponse({"id": inbound.pk if inbound else None, "state": inbound.state if inbound else "duplicate"})
 
 
 @staff_member_required

@@ -1,9 +1,10 @@
-"""The periodic work of the whole portal, in one place: chat deadlines and the outbound queue.
+"""The periodic work of the whole portal, in one place: pending inbound texts, chat deadlines and
+the outbound queue.
 Run by `manage.py sweep` (a loop every few seconds, started by `serve`) and, as a safety net,
 by a django-q2 schedule every minute. Safe to run twice and from several processes."""
 import logging
 
-from chats import blending, timers
+from chats import blending, intake, timers
 from portal import webhooks
 from portal.presence import sweep_presence
 from sms import sessionless
@@ -16,6 +17,7 @@ SCHEDULE_NAME = "tern-sweepers"
 
 def run_sweepers() -> dict:
     return {
+        "inbound": intake.sweep(),
         "chats": timers.sweep(),
         "calls": blending.sweep_calls(),
         "outbound": sms_tasks.sweep_outbound(),

@@ -5,8 +5,6 @@ On the embedded default (no REDIS_URL) the channel layer lives in the web proces
 the task cluster and the sweeper (TERN_PROCESS_ROLE=tasks|sweeper, set by `serve`) write their
 events to RealtimeOutbox instead, and the web process relays them (`ensure_relay`)."""
 import asyncio
-import contextlib
-import contextvars
 import json
 import logging
 import os
@@ -17,6 +15,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+
+from portal.aftercommit import AfterCommitBatch
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ def relays_through_database() -> bool:
     return not settings.REDIS_URL and os.environ.get("TERN_PROCESS_ROLE", "") in OFF_WEB_ROLES
 
 
-# While a `batched_pushes()` block runs, pushes are collected here and sent together at its end.
-_batch: contextvars.ContextVar[list | None] = contextvars.ContextVar("tern_realtime_batch", default=None)
-
-
 class JsonEvent(dict):
     """An event already made JSON (`as_json`): published as it is, so one event told to several
     groups is encoded once."""
@@ -57,47 +53,24 @@ def publish_on_commit(group: str, event: dict) -> None:
     if not group:
         return
     payload = event if isinstance(event, JsonEvent) else as_json(event)  # JSON now, not in the browser
-
-    def push():
-        batch = _batch.get()
-        if batch is not None:
-            batch.append((group, payload))
-            return
-        try:
-            if relays_through_database():
-                from portal.models import RealtimeOutbox
-
-                RealtimeOutbox.objects.create(group=group, event=payload)
-                return
-            layer = get_channel_layer()
-            if layer is not None:
-                async_to_sync(layer.group_send)(group, {"type": "push", "event": payload})
-        except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
-            log.exception("realtime push to %s failed", group)
-
-    transaction.on_commit(push)
+    _pushes.add([(group, payload)])
 
 
-@contextlib.contextmanager
 def batched_pushes():
     """Send the pushes of everything committed inside the block together when it ends: one
     event-loop hop (or one outbox insert) for many events instead of one each. For work that
     commits many rows in a row, like the sweeper expiring a batch of chats."""
-    if _batch.get() is not None:  # already batching: the outer block sends
-        yield
-        return
-    token = _batch.set([])
-    try:
-        yield
-    finally:
-        pending = _batch.get()
-        _batch.reset(token)
-        if pending:
-            _send_all(pending)
+    return _pushes.collecting()
 
 
 def _send_all(pending: list[tuple[str, dict]]) -> None:
     try:
+        if len(pending) == 1 and not relays_through_database():
+            group, event = pending[0]
+            layer = get_channel_layer()
+            if layer is not None:
+                async_to_sync(layer.group_send)(group, {"type": "push", "event": event})
+            return
         if relays_through_database():
             from portal.models import RealtimeOutbox
 
@@ -115,7 +88,7 @@ def _send_all(pending: list[tuple[str, dict]]) -> None:
 
         async_to_sync(send)()
     except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
-        log.exception("realtime push of %d events failed", len(pending))
+        log.exception("realtime push of %d events to %s failed", len(pending), ", ".join(sorted({g for g, _ in pending})))
 
 
 async def _groups_listened_to(layer, groups: set[str]) -> set[str] | None:
@@ -176,3 +149,6 @@ def _take_outbox() -> list[tuple[str, dict]]:
         if rows:
             RealtimeOutbox.objects.filter(pk__lte=rows[-1].pk).delete()
     return [(row.group, row.event) for row in rows]
+
+
+_pushes = AfterCommitBatch("tern_realtime_batch", _send_all)

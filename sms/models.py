@@ -227,9 +227,18 @@ class DoNotContact(models.Model):
         return f"{self.consumer_number} ✕ {self.portal_number}"
 
 
+class InboundState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Handled"
+    FAILED = "failed", "Failed"
+
+
 class InboundMessage(models.Model):
     """Every text that reached a webhook, once: the MessageSid is unique, so a provider retry
-    can never be stored twice."""
+    can never be stored twice. The webhook only stores it (`pending`); the conversation work
+    runs behind it in batches (`chats.intake`), which marks it `done`, or `failed` with the
+    error after `attempts` tries. Its state is in this row, so a worker that dies mid-batch
+    loses nothing and doubles nothing."""
 
     message_sid = models.CharField(max_length=64, unique=True)
     from_number = models.CharField(max_length=20, db_index=True)
@@ -237,13 +246,42 @@ class InboundMessage(models.Model):
     body = models.TextField(blank=True)
     media = models.JSONField(default=list, blank=True, help_text="[{url, content_type}] as the provider sent them.")
     received_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=8, choices=InboundState.choices, default=InboundState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Tries at handling it so far.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a failed try: not tried again before this time."
+    )
+    error = models.TextField(blank=True, help_text="Why the last try failed.")
+    processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=40, blank=True, help_text="What the portal did with it.")
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # The batch worker's work list: pending texts in arrival order, and per consumer and
+            # number whether an earlier one is still pending.
+            models.Index(
+                fields=["to_number", "from_number", "id"],
+                name="inbound_pending_pair",
+                condition=Q(state="pending"),
+            ),
+            models.Index(fields=["id"], name="inbound_pending", condition=Q(state="pending")),
+        ]
 
     def __str__(self):
         return f"{self.message_sid} {self.from_number} → {self.to_number}"
+
+
+class InboundWake(models.Model):
+    """One row: whether a batch worker has been asked to run and has not started yet. Without
+    Redis this is how many webhooks share one wake-up task (with Redis a cache key does it):
+    the webhook sets it in the transaction that stores its text and enqueues the task only when
+    it was the one to set it; the task clears it before it looks for pending texts."""
+
+    requested = models.BooleanField(default=False)
+
+    def __str__(self):
+        return "requested" if self.requested else "idle"
 
 
 class MessageStatus(models.TextChoices):

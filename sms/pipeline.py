@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from portal import webhooks
+from portal.aftercommit import AfterCommitBatch
 from portal.models import ChatSettings, WebhookEvent
 from portal.realtime import publish_on_commit
 from sms.models import (
@@ -204,39 +205,61 @@ def _is_duplicate(message: OutboundMessage, chat_settings: ChatSettings, now: dt
     return earlier.exists()
 
 
+# Replies of one batch go to the task queue in tasks of at most this many messages; one
+# recipient's replies always in the same task, in the order they were queued.
+SEND_TASK_SIZE = 25
+SEND_ONE = "sms.tasks.send_message"
+SEND_MANY = "sms.tasks.send_messages"
+
+
 def enqueue_send(message: OutboundMessage) -> None:
     """Hand the message to the send task after commit, with its lease as the task's token. An
     enqueue that fails (the broker is down) never fails the caller: it is logged, and the sweeper
     sends the message when the lease runs out."""
-    pk, lease = message.pk, message.lease_until
-    transaction.on_commit(lambda: _enqueue_send(pk, lease))
+    enqueue_sends([message])
 
 
 def enqueue_sends(messages: list[OutboundMessage]) -> None:
-    """`enqueue_send` for many messages: one after-commit callback, one broker connection and
-    one trip to the broker for all their tasks (django-q2 opens a new connection per task
-    otherwise, and each push is a round trip)."""
-    jobs = [(message.pk, message.lease_until) for message in messages]
-    if not jobs:
-        return
+    """`enqueue_send` for many messages: after commit, one trip to the broker and few tasks
+    (`send_tasks`) instead of one per message."""
+    _sends.add([(message.pk, message.lease_until, message.to_number) for message in messages])
 
-    def enqueue_all():
+
+def batched_sends():
+    """Enqueue the sends of everything committed inside the block together when it ends: for
+    work that commits many replies at once, like a batch of inbound texts."""
+    return _sends.collecting()
+
+
+def send_tasks(jobs: list[tuple]) -> list[list[tuple]]:
+    """Split send jobs (id, lease, recipient) into tasks of at most SEND_TASK_SIZE: each
+    recipient's jobs stay together and in order, so one task sends them one after the other."""
+    by_recipient: dict[str, list[tuple]] = {}
+    for job in jobs:
+        by_recipient.setdefault(job[2], []).append(job)
+    tasks: list[list[tuple]] = [[]]
+    for group in by_recipient.values():
+        if tasks[-1] and len(tasks[-1]) + len(group) > SEND_TASK_SIZE:
+            tasks.append([])
+        tasks[-1].extend(group)
+    return [task for task in tasks if task]
+
+
+def _enqueue_jobs(jobs: list[tuple]) -> None:
+    try:
+        broker = _OneTrip(_broker())
+    except Exception:  # noqa: BLE001 — each enqueue below tries (and logs) on its own
+        broker = None
+    for task in send_tasks(jobs):
+        _enqueue_task([(pk, lease) for pk, lease, _ in task], broker=broker)
+    if broker is not None:
         try:
-            broker = _OneTrip(_broker())
-        except Exception:  # noqa: BLE001 — each enqueue below tries (and logs) on its own
-            broker = None
-        for pk, lease in jobs:
-            _enqueue_send(pk, lease, broker=broker)
-        if broker is not None:
-            try:
-                broker.flush()
-            except Exception:  # noqa: BLE001 — whatever the broker raises, the sweeper catches up
-                log.exception(
-                    "%d send tasks not enqueued (ids %s…); the sweeper sends them after %ss",
-                    len(jobs), jobs[0][0], int(ENQUEUE_GRACE.total_seconds()),
-                )
-
-    transaction.on_commit(enqueue_all)
+            broker.flush()
+        except Exception:  # noqa: BLE001 — whatever the broker raises, the sweeper catches up
+            log.exception(
+                "%d send jobs not enqueued (ids %s…); the sweeper sends them after %ss",
+                len(jobs), jobs[0][0], int(ENQUEUE_GRACE.total_seconds()),
+            )
 
 
 _brokers = threading.local()
@@ -288,15 +311,23 @@ class _OneTrip:
                 self.broker.enqueue(task)
 
 
-def _enqueue_send(pk: int, lease: dt.datetime | None, *, broker=None) -> None:
+_sends = AfterCommitBatch("tern_send_batch", _enqueue_jobs)
+
+
+def _enqueue_task(jobs: list[tuple[int, dt.datetime | None]], *, broker=None) -> None:
     from django_q.tasks import async_task
 
     try:
         # save=False: a successful send keeps no result row (failures are still kept).
-        async_task("sms.tasks.send_message", pk, lease, task_name=f"send-sms-{pk}", save=False, broker=broker)
+        if len(jobs) == 1:
+            pk, lease = jobs[0]
+            async_task(SEND_ONE, pk, lease, task_name=f"send-sms-{pk}", save=False, broker=broker)
+        else:
+            async_task(SEND_MANY, jobs, task_name=f"send-sms-{jobs[0][0]}+{len(jobs) - 1}", save=False, broker=broker)
     except Exception:  # noqa: BLE001 — whatever the broker raises, the sweeper catches up
         log.exception(
-            "send task not enqueued: id=%s; the sweeper sends it after %ss", pk, int(ENQUEUE_GRACE.total_seconds())
+            "send task not enqueued: id=%s; the sweeper sends it after %ss",
+            ",".join(str(pk) for pk, _ in jobs), int(ENQUEUE_GRACE.total_seconds()),
         )
 
 

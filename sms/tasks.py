@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
 
 from django.conf import settings
 from django.db import transaction
@@ -68,6 +69,20 @@ def _sendable(now: dt.datetime, lease: dt.datetime | None) -> Q:
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         & _free_or_mine(now, lease)
     )
+
+
+def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
+    """Send several messages one after the other (a batch's replies: `pipeline.send_tasks` keeps
+    each recipient's in one task, in order). Each is `send_message` with its own lease: one that
+    fails or is skipped never stops the others. Returns how many ended each way."""
+    results: Counter = Counter()
+    for message_id, lease in jobs:
+        try:
+            results[send_message(message_id, lease)] += 1
+        except Exception:  # noqa: BLE001 — its lease runs out and the sweeper tries it again
+            log.exception("sms send raised: id=%s; the sweeper tries it again", message_id)
+            results["error"] += 1
+    return dict(results)
 
 
 def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
@@ -191,7 +206,7 @@ def sweep_outbound(now: dt.datetime | None = None) -> int:
     call it after moving the clock."""
     now = now or timezone.now()
     lease = now + ENQUEUE_GRACE
-    released: list[int] = []
+    released: list[tuple[int, str]] = []
     with transaction.atomic():
         due = list(
             OutboundMessage.objects.select_for_update(skip_locked=True)
@@ -208,10 +223,10 @@ def sweep_outbound(now: dt.datetime | None = None) -> int:
                 continue  # only its expiry brought it here, and that is not yet
             if message.status == MessageStatus.HELD:
                 set_status(message, MessageStatus.QUEUED)
-            released.append(message.pk)
+            released.append((message.pk, message.to_number))
         if released:
-            OutboundMessage.objects.filter(pk__in=released).update(lease_until=lease)
-    enqueue_sends([OutboundMessage(pk=pk, lease_until=lease) for pk in released])
+            OutboundMessage.objects.filter(pk__in=[pk for pk, _ in released]).update(lease_until=lease)
+    enqueue_sends([OutboundMessage(pk=pk, lease_until=lease, to_number=to) for pk, to in released])
     sweep_early_callbacks(now)
     ratelimit.purge_old_windows(older_than=2 * DAY_SECONDS)
     return len(released)

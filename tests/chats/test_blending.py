@@ -595,7 +595,7 @@ async def test_the_banner_reaches_the_agents_socket(settings):
 
 
 def _banner_setup():
-    from chats.flow import receive_sms
+    from chats.intake import receive_sms
     from portal.models import InCallSmsSettings
     from queues.models import Queue
     from sms.models import NumberUsage

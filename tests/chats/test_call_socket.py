@@ -67,7 +67,7 @@ def _end(setup):
 
 
 def _caller_texts(body: str):
-    from chats.flow import receive_sms
+    from chats.intake import receive_sms
     from tests.webhooks import new_sid
 
     receive_sms(message_sid=new_sid(), from_number=CALLER, to_number=IN_CALL, body=body, media=[])

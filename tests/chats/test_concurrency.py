@@ -18,7 +18,7 @@ from django.db.models import Count, Q
 from django.test import Client
 
 from chats import blending, services
-from chats.flow import receive_sms
+from chats.intake import receive_sms
 from chats.models import Author, Call, Chat, ChatStatus, DisconnectedBy, FinishReason, Message, Offer, Participant, ParticipantType
 from chats.services import ChatActionError, accept_offer, assign_waiting_chats
 from queues.models import AnswerType, QueueMessages

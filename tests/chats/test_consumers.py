@@ -2,7 +2,7 @@
 AuthMiddlewareStack, the URL router and AgentConsumer), with the session cookie a logged-in
 browser sends (SPEC S5, C1; DESIGN rules 3 and 7).
 
-Conversations are driven by chats.flow.receive_sms, as the inbound webhook calls it; the tests
+Conversations are driven by chats.intake.receive_sms, as the inbound webhook calls it; the tests
 are transactional, so every after-commit push really happens."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from django.test import Client
 
 from chats import events, services
 from chats.consumers import CLOSE_NOT_AN_AGENT, CLOSE_UNAUTHENTICATED
-from chats.flow import receive_sms
+from chats.intake import receive_sms
 from chats.models import Chat, ChatStatus
 from portal import realtime
 from portal.asgi import application

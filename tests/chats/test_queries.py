@@ -1,38 +1,40 @@
-"""The hot path's cost (DESIGN, Tests): each kind of consumer text, from the signed webhook
-through its after-commit work, in a bounded number of queries whatever the length of the chat.
+"""The hot path's cost (DESIGN, Tests): the webhook, then each kind of consumer text as the batch
+worker handles it (chats.intake), in a bounded number of queries whatever the length of the chat.
 
-The texts of a conversation as bench/inbound.py sends them — a first text (a new chat: opt-in,
-greeting, menu), the menu choice, then texts in the queued chat — run with their replies handed
-to the task queue as in production (the test settings otherwise send them inline, and the send
-task is not the webhook's cost). The queue here is an in-memory one, so the figures do not depend
-on the broker: django-q2's ORM broker adds one INSERT per reply, Redis none."""
+The webhook only stores: its queries are counted alone. The texts of a conversation as
+bench/inbound.py sends them — a first text (a new chat: opt-in, greeting, menu), the menu choice,
+then texts in the queued chat — are then handled by `intake.process_batch()`, with their replies
+handed to the task queue as in production (the test settings otherwise send them inline, and the
+send task is not the text's cost). The queue here is an in-memory one, so the figures do not
+depend on the broker: django-q2's ORM broker adds one INSERT per trip, Redis none."""
 import pytest
 
-from chats import services
+from chats import intake, services
 from chats.models import ChatStatus, Message
-from sms.models import MessageStatus, OutboundMessage
+from sms.models import InboundMessage, InboundState, MessageStatus, OutboundMessage
+from sms.pipeline import SEND_MANY, SEND_ONE
 from tests.chats.conftest import CONSUMER, GREETING, MENU, PORTAL
 from tests.factories import make_transcript
 from tests.webhooks import post_inbound
 
-# The figures as they are (bench/inbound.py's in-process counts are these, give or take the
-# broker): a regression fails here. In a test the after-commit work runs after the request, out
-# of its settings cache, so the event webhooks' subscribers are read once per event here (four
-# times for a first text), once per request in production.
+# The figures as they are: a regression fails here. In a test the after-commit work runs after
+# the request, out of its settings cache, so the event webhooks' subscribers are read once per
+# event here, once per batch in production.
 #
-# A text in a chat: the inbound row, the settings, the chat (with its number, the consumer's
+# The webhook: the savepoint, the INSERT, the wake flag (without Redis; with Redis it is a cache
+# key) and the savepoint's release.
+WEBHOOK_MAX = 4
+# A text in a chat, handled: the claim, the settings, the chat (with its number, the consumer's
 # opt-out and the command words, in one query), the transcript entry, the chat's timestamps and
-# the outcome; in a queued chat, the queue's assignment run after commit. Was 14 (12 in an
-# assigned chat).
-TEXT_IN_A_CHAT_MAX = 9
-# A new chat's first text, with its three replies (opt-in, greeting, menu); was 48.
-FIRST_TEXT_MAX = 37
-# The menu choice that queues the chat, with the queued text; was 29.
-MENU_CHOICE_MAX = 20
+# the text's state; in a queued chat, the queue's assignment run after commit. Was 9 on the
+# request path before the batch worker.
+TEXT_IN_A_CHAT_MAX = 11
+# A new chat's first text, with its three replies (opt-in, greeting, menu); was 37.
+FIRST_TEXT_MAX = 36
+# The menu choice that queues the chat, with the queued text; was 20.
+MENU_CHOICE_MAX = 22
 # The agent's reply, without the send task that runs after commit.
 AGENT_REPLY_MAX = 12
-
-SEND_TASK = "sms.tasks.send_message"
 
 
 class MemoryBroker:
@@ -50,57 +52,90 @@ class MemoryBroker:
 
 @pytest.fixture
 def task_queue(monkeypatch):
-    """Replies go to the task queue, as in production, instead of being sent inline; returns
-    how many send tasks were enqueued so far."""
+    """Replies (and the batch worker's wake-up) go to the task queue, as in production, instead
+    of being run inline; returns how many sends were enqueued so far, and in how many tasks."""
     from django_q.conf import Conf
     from django_q.signing import SignedPackage
 
+    from sms import pipeline
+
     MemoryBroker.enqueued = []
+    monkeypatch.setattr(pipeline._brokers, "broker", None, raising=False)  # the thread's cached one
     monkeypatch.setattr(Conf, "SYNC", False)
     monkeypatch.setattr(Conf, "BROKER_CLASS", f"{__name__}.MemoryBroker")
 
-    def send_tasks() -> int:
-        return sum(SignedPackage.loads(task)["func"] == SEND_TASK for task in MemoryBroker.enqueued)
+    def sends() -> tuple[int, int]:
+        tasks = [SignedPackage.loads(task) for task in MemoryBroker.enqueued]
+        jobs = [1 if t["func"] == SEND_ONE else len(t["args"][0]) for t in tasks if t["func"] in (SEND_ONE, SEND_MANY)]
+        return sum(jobs), len(jobs)
 
-    return send_tasks
+    return sends
 
 
-def queued_replies() -> list[str]:
+def queued_replies(consumer=CONSUMER) -> list[str]:
     return list(
-        OutboundMessage.objects.filter(to_number=CONSUMER, status=MessageStatus.QUEUED)
+        OutboundMessage.objects.filter(to_number=consumer, status=MessageStatus.QUEUED)
         .order_by("pk")
         .values_list("body", flat=True)
     )
 
 
-def text(client, body, capture):
+def store(client, body, capture, consumer=CONSUMER):
     with capture(execute=True):
-        response = post_inbound(client, from_number=CONSUMER, to_number=PORTAL, body=body)
+        response = post_inbound(client, from_number=consumer, to_number=PORTAL, body=body)
     assert response.status_code == 200
     return response
+
+
+def text(client, body, capture, consumer=CONSUMER):
+    """The webhook stores the text; the batch worker handles it (and its after-commit work)."""
+    store(client, body, capture, consumer)
+    with capture(execute=True):
+        assert intake.process_batch() == 1
+
+
+def test_the_webhook_only_stores_and_wakes_the_worker(
+    client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    with django_assert_max_num_queries(WEBHOOK_MAX):
+        store(client, "Hi, I have a question", django_capture_on_commit_callbacks)
+
+    text = InboundMessage.objects.get()
+    assert (text.state, text.outcome) == (InboundState.PENDING, "")
+    assert [SignedPackage_func(task) for task in MemoryBroker.enqueued] == [intake.RUN_TASK]
+    assert queued_replies() == []
+
+
+def SignedPackage_func(task) -> str:
+    from django_q.signing import SignedPackage
+
+    return SignedPackage.loads(task)["func"]
 
 
 def test_a_first_text_costs_a_bounded_number_of_queries(
     client, support, chat_settings, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
-    with django_assert_max_num_queries(FIRST_TEXT_MAX):
-        text(client, "Hi, I have a question", django_capture_on_commit_callbacks)
+    store(client, "Hi, I have a question", django_capture_on_commit_callbacks)
+
+    with django_assert_max_num_queries(FIRST_TEXT_MAX), django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == 1
 
     assert queued_replies() == [chat_settings.opt_in_message, GREETING, MENU]
-    assert task_queue() == 3
+    assert task_queue() == (3, 1)  # one consumer's three replies: one task, in order
 
 
 def test_a_menu_choice_costs_a_bounded_number_of_queries(
     client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
     text(client, "Hi, I have a question", django_capture_on_commit_callbacks)
+    store(client, "1", django_capture_on_commit_callbacks)
 
-    with django_assert_max_num_queries(MENU_CHOICE_MAX):
-        text(client, "1", django_capture_on_commit_callbacks)
+    with django_assert_max_num_queries(MENU_CHOICE_MAX), django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == 1
 
     chat = Message.objects.filter(body="1").get().chat
     assert (chat.status, chat.queue) == (ChatStatus.QUEUED, support.billing)
-    assert task_queue() == 4
+    assert task_queue()[0] == 4
 
 
 @pytest.mark.parametrize("earlier", [0, 1000])
@@ -111,12 +146,35 @@ def test_a_text_in_a_queued_chat_costs_a_bounded_number_of_queries(
     text(client, "1", django_capture_on_commit_callbacks)
     chat = Message.objects.filter(body="1").get().chat
     make_transcript(chat, earlier)
+    store(client, "Anyone there? I have been waiting a while.", django_capture_on_commit_callbacks)
 
-    with django_assert_max_num_queries(TEXT_IN_A_CHAT_MAX):
-        text(client, "Anyone there? I have been waiting a while.", django_capture_on_commit_callbacks)
+    with django_assert_max_num_queries(TEXT_IN_A_CHAT_MAX), django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == 1
 
     assert chat.messages.filter(body="Anyone there? I have been waiting a while.").exists()
-    assert task_queue() == 4  # no reply to a text in the queue
+    assert task_queue()[0] == 4  # no reply to a text in the queue
+
+
+# A batch of first texts from many consumers: what each text adds, and what the batch costs
+# whatever its size (the claim, the settings, the state updates' savepoints).
+BATCH_FIXED_MAX = 8
+PER_FIRST_TEXT_MAX = 30
+
+
+def test_a_batch_of_first_texts_costs_less_per_text_and_sends_in_few_tasks(
+    client, support, chat_settings, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    consumers = [f"+1555765{n:04d}" for n in range(20)]
+    for consumer in consumers:
+        store(client, "Hi", django_capture_on_commit_callbacks, consumer=consumer)
+
+    with django_assert_max_num_queries(BATCH_FIXED_MAX + PER_FIRST_TEXT_MAX * len(consumers)), \
+            django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == len(consumers)
+
+    for consumer in consumers:
+        assert queued_replies(consumer) == [chat_settings.opt_in_message, GREETING, MENU]
+    assert task_queue() == (60, 3)  # 60 replies in tasks of at most 25, each consumer's in one
 
 
 @pytest.fixture
@@ -131,13 +189,15 @@ def assigned_chat(phone, alice, go_online):
 
 @pytest.mark.parametrize("earlier", [0, 10, 1000])
 def test_a_consumer_text_in_an_assigned_chat_costs_a_bounded_number_of_queries(
-    client, assigned_chat, earlier, django_assert_max_num_queries, django_capture_on_commit_callbacks
+    client, assigned_chat, earlier, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
     make_transcript(assigned_chat, earlier)
     before = Message.objects.filter(chat=assigned_chat).count()
 
-    with django_assert_max_num_queries(TEXT_IN_A_CHAT_MAX):
-        text(client, "One more thing", django_capture_on_commit_callbacks)
+    store(client, "One more thing", django_capture_on_commit_callbacks)
+
+    with django_assert_max_num_queries(TEXT_IN_A_CHAT_MAX), django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == 1
 
     assert Message.objects.filter(chat=assigned_chat).count() == before + 1
 

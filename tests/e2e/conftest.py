@@ -6,7 +6,7 @@ shares the test database and, without REDIS_URL, the in-memory channel layer. Te
 `transactional_db`: what a test writes is committed for real, so the server sees it and the work
 queued after commit (the django-q2 send task, run inline by the test settings) happens.
 
-A simulated consumer texts through `chats.flow.receive_sms` (`Consumer.text`). The call is run on
+A simulated consumer texts through `chats.intake.receive_sms` (`Consumer.text`). The call is run on
 the server's event loop, in its executor thread, exactly as a webhook request would be: the
 websocket pushes it causes then go through that loop, which the in-memory channel layer needs
 (its queues are not thread-safe). With REDIS_URL set the same path works through Redis.
@@ -177,7 +177,7 @@ class Consumer:
         self.portal_number = portal_number
 
     def text(self, body: str, media: list[dict] | None = None) -> str:
-        from chats.flow import receive_sms
+        from chats.intake import receive_sms
 
         _, outcome = self.server.call(
             receive_sms,

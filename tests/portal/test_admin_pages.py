@@ -15,7 +15,7 @@ from django_q.signing import SignedPackage
 from portal.credentials import create_api_credential
 from portal.models import DeliveryLog, EventWebhook, WebhookEvent
 from portal.singletons import SingletonModel
-from sms.models import SessionlessRequest
+from sms.models import InboundMessage, InboundState, SessionlessRequest
 
 REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 SEARCHABLE = [(model, model_admin) for model, model_admin in REGISTERED if model_admin.search_fields]
@@ -91,6 +91,10 @@ EXTRA_OBJECTS = {
         attempts=1,
         last_status_code=500,
         history=[{"at": "2030-01-01T00:00:00+00:00", "status_code": 500, "error": "HTTP 500", "ms": 12}],
+    ),
+    "sms.InboundMessage": lambda: InboundMessage.objects.create(
+        message_sid="SMadmin", from_number="+15557654321", to_number="+15550100002", body="Hi",
+        state=InboundState.FAILED, attempts=3, error="OperationalError: database is locked",
     ),
     "sms.SessionlessRequest": lambda: SessionlessRequest.objects.create(
         request_id="slr_demo", from_number="+15550100002", to_numbers=["+15557654321"], messages=["Hi"],

@@ -241,8 +241,8 @@ def test_a_batch_of_pushes_reaches_the_groups_listened_to_in_order(channel_layer
     group somebody listens to gets every event, in order."""
     channel = async_to_sync(_listen)(channel_layer, GROUP)
 
-    with realtime.batched_pushes():
-        with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True):
+        with realtime.batched_pushes():
             for n in range(3):
                 realtime.publish_on_commit(GROUP, {"type": "chat.updated", "n": n})
                 realtime.publish_on_commit(f"chat.{900 + n}", {"type": "chat.updated", "n": n})  # nobody listens

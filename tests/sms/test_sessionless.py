@@ -13,7 +13,7 @@ import zoneinfo
 
 import pytest
 
-from chats.flow import receive_sms
+from chats.intake import receive_sms
 from chats.models import Chat
 from portal.models import CrmRecord
 from sms import pipeline, sessionless
