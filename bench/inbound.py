@@ -76,7 +76,24 @@ def parse_args(argv=None):
         help="after the run, wait up to SECONDS for the replies to leave the queue (the number's "
         "sending limit spreads them out) and report the CPU again, replies included",
     )
+    parser.add_argument(
+        "--vs-baseline",
+        action="store_true",
+        help="start Tern and the baseline webhook (bench/baseline/) on fresh databases of one kind, "
+        "alternately, and print each one's figures and the ratio (bench/versus.py); --url is not used",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --vs-baseline: A/B rounds (default 3)")
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgres"], default="sqlite",
+        help="with --vs-baseline: SQLite, or PostgreSQL + Redis on this machine's servers (default sqlite)",
+    )
+    parser.add_argument(
+        "--web-workers", type=int, default=0,
+        help="with --vs-baseline: web processes of each (default 1 on SQLite, 2 on PostgreSQL)",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be between 1 and 10")
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be between 1 and {MAX_COUNT}")
     if not 1 <= args.consumers <= args.count:
@@ -341,7 +358,7 @@ def _role(cmdline: str, database: str) -> str | None:
     return None
 
 
-def cpu_snapshot(server_pid: int, database: str) -> dict[int, tuple[str, float]]:
+def cpu_snapshot(server_pid: int | list[int], database: str) -> dict[int, tuple[str, float]]:
     """pid → (role, CPU seconds) of the server's processes (web, tasks, sweeper) and the
     PostgreSQL backends serving `database`. A process that ends during the run takes its CPU
     with it (the PostgreSQL backends of a connection pool stay for the run)."""
@@ -349,7 +366,7 @@ def cpu_snapshot(server_pid: int, database: str) -> dict[int, tuple[str, float]]
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in processes.items():
         children.setdefault(ppid, []).append(pid)
-    ours, todo = set(), [server_pid]
+    ours, todo = set(), list(server_pid) if isinstance(server_pid, list) else [server_pid]
     while todo:
         pid = todo.pop()
         ours.add(pid)
@@ -392,6 +409,11 @@ def percentile(values: list[float], share: float) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.vs_baseline:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import versus
+
+        return versus.main(args, sys.modules[__name__])
     rng = random.Random()
     scripts = plan(args.count, args.consumers, rng)
     texts = [text for script in scripts for text in script]

@@ -177,8 +177,13 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
     with cached_singletons(), batched_pushes(), batched_sends():
         with transaction.atomic():
             texts = _claim(limit)
+            failed: set[tuple[str, str]] = set()
             for text in texts:
-                _handle(text)
+                pair = (text.to_number, text.from_number)
+                if pair in failed:
+                    continue  # a consumer's later text waits while their earlier one waits for its retry
+                if not _handle(text):
+                    failed.add(pair)
     return len(texts)
 
 
@@ -216,7 +221,8 @@ def _claim(limit: int) -> list[InboundMessage]:
     return claimed
 
 
-def _handle(text: InboundMessage) -> None:
+def _handle(text: InboundMessage) -> bool:
+    """Handle one text in its own savepoint; False when it failed (rolled back, retry noted)."""
     try:
         with transaction.atomic():
             outcome = flow.handle_inbound(text)
@@ -225,6 +231,8 @@ def _handle(text: InboundMessage) -> None:
             )
     except Exception as exc:  # noqa: BLE001 — one text's failure never blocks the batch
         _failed_try(text, exc)
+        return False
+    return True
 
 
 def _failed_try(text: InboundMessage, exc: Exception) -> None:

@@ -26,3 +26,16 @@ def twilio_settings(settings, fake_twilio):
 
 
 # --- end of fake Twilio fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_wake_request_left(settings):
+    """The batch worker's wake flag lives in Redis when REDIS_URL is set, outside the test's
+    transaction: a request left by an earlier test (whose task never ran) would make this
+    test's texts wait for the sweeper."""
+    if settings.REDIS_URL:
+        from django.core.cache import cache
+
+        from chats.intake import WAKE_KEY
+
+        cache.delete(WAKE_KEY)

@@ -1,0 +1,307 @@
+"""The inbound path behind the webhook (chats.intake, DESIGN rule 11): the webhook answers 200 only
+for a text it committed, a replay stores nothing new, the batch worker handles a consumer's
+texts in the order they came, a text that fails is retried alone and then marked failed, and a
+batch that dies in the middle leaves every text pending, handled once by the next run.
+
+The texts are stored as the webhook stores them (the real view, or the row it leaves); the
+worker is then run by calling it, as the task and the sweeper do."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import connection, connections
+
+import chats.flow
+from chats import intake
+from chats.models import Author, Chat, ChatStatus, Message
+from chats.sweepers import run_sweepers
+from sms.models import InboundMessage, InboundState, OutboundMessage
+from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
+from tests.chats.calls import clock  # noqa: F401 — fixture
+from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
+from tests.webhooks import inbound_params, new_sid, post_inbound, post_signed
+
+
+def stored(body: str, consumer: str = CONSUMER) -> InboundMessage:
+    """A text as the webhook leaves it: committed, pending, nothing else done yet."""
+    return intake.store_text(message_sid=new_sid(), from_number=consumer, to_number=PORTAL, body=body, media=[])
+
+
+def handle_all(capture) -> int:
+    with capture(execute=True):
+        return intake.process_pending()
+
+
+def replies(consumer: str = CONSUMER) -> list[str]:
+    return list(OutboundMessage.objects.filter(to_number=consumer).order_by("pk").values_list("body", flat=True))
+
+
+def make_inserts_fail(table: str, *, when: str = "1 = 1") -> None:
+    """A trigger that makes the database refuse an INSERT into `table` (NEW.body … in `when`):
+    the real failure a full disk or a broken constraint gives."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION tern_refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF {when} THEN RAISE EXCEPTION 'insert refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(f"CREATE TRIGGER tern_refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION tern_refuse()")
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER tern_refuse BEFORE INSERT ON {table} WHEN {when} "
+                "BEGIN SELECT RAISE(ABORT, 'insert refused by the test'); END"
+            )
+
+
+def drop_refusal(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER tern_refuse ON {table}" if connection.vendor == "postgresql" else "DROP TRIGGER tern_refuse")
+
+
+# --- the webhook -------------------------------------------------------------------------------
+
+
+def test_the_webhook_stores_the_text_and_leaves_the_conversation_to_the_worker(client, support):
+    response = post_inbound(client, from_number=CONSUMER, to_number=PORTAL, body="Hi")
+
+    assert response.status_code == 200
+    assert response.content == b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    text = InboundMessage.objects.get()
+    assert (text.body, text.state) == ("Hi", InboundState.PENDING)
+    assert not Chat.objects.exists() and replies() == []
+
+
+def test_a_text_the_database_refuses_is_not_acknowledged_and_nothing_is_half_written(client, support):
+    make_inserts_fail("sms_inboundmessage")
+
+    response = post_inbound(client, from_number=CONSUMER, to_number=PORTAL, body="Hi")
+
+    assert response.status_code == 503  # Twilio keeps a text it did not get a 200 for
+    assert response["Retry-After"]
+    assert not InboundMessage.objects.exists() and not Chat.objects.exists() and replies() == []
+
+
+def test_a_replayed_text_stores_nothing_new_and_gets_no_second_answer(client, support, django_capture_on_commit_callbacks):
+    params = inbound_params(from_number=CONSUMER, to_number=PORTAL, body="Hi")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post_signed(client, "/sms/twilio/inbound/", params)
+    answered = replies()
+    with django_capture_on_commit_callbacks(execute=True):
+        again = post_signed(client, "/sms/twilio/inbound/", params)
+
+    assert first.status_code == again.status_code == 200
+    assert InboundMessage.objects.count() == 1
+    assert answered == [support_opt_in(), GREETING, MENU]
+    assert replies() == answered
+
+
+def support_opt_in() -> str:
+    from portal.models import ChatSettings
+
+    return ChatSettings.load().opt_in_message
+
+
+def test_a_nul_character_does_not_lose_the_text(client, support):
+    response = post_inbound(client, from_number=CONSUMER, to_number=PORTAL, body="Hi\x00there")
+
+    assert response.status_code == 200
+    assert InboundMessage.objects.get().body == "Hithere"
+
+
+# --- order -------------------------------------------------------------------------------------
+
+
+def test_a_consumers_texts_waiting_together_are_handled_in_the_order_they_came(support, django_capture_on_commit_callbacks):
+    for body in ("Hi", "7", "2", "Is anyone there?"):
+        stored(body)
+
+    assert handle_all(django_capture_on_commit_callbacks) == 4
+
+    chat = Chat.objects.get()
+    assert (chat.status, chat.queue) == (ChatStatus.QUEUED, support.tech)
+    assert [body for _, body in transcript(chat) if _ == Author.CONSUMER] == ["Hi", "7", "2", "Is anyone there?"]
+    assert replies() == [support_opt_in(), GREETING, MENU, INVALID, MENU, TECH_QUEUED]
+    assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
+        "menu", "invalid_choice", "queued", "message"
+    ]
+
+
+def test_a_text_waiting_for_a_retry_holds_back_the_same_consumers_later_texts(support, django_capture_on_commit_callbacks):
+    """A menu answer is never applied to the wrong menu: while the first text waits for its
+    retry, the consumer's "1" waits too; another consumer's texts go on."""
+    make_inserts_fail("chats_chat", when=f"NEW.consumer_number = '{CONSUMER}'")
+    first = stored("Hi")
+    choice = stored("1")
+    other = stored("Hello", consumer="+15557650000")
+
+    handle_all(django_capture_on_commit_callbacks)
+    first.refresh_from_db(), choice.refresh_from_db(), other.refresh_from_db()
+    assert (first.state, first.attempts, choice.state, choice.attempts) == ("pending", 1, "pending", 0)
+    assert first.error  # what went wrong, for the admin
+    assert other.state == "done"
+    assert not Chat.objects.filter(consumer_number=CONSUMER).exists()
+
+    drop_refusal("chats_chat")
+    InboundMessage.objects.filter(pk=first.pk).update(next_attempt_at=None)  # its retry is due
+    handle_all(django_capture_on_commit_callbacks)
+
+    chat = Chat.objects.get(consumer_number=CONSUMER)
+    assert (chat.status, chat.queue) == (ChatStatus.QUEUED, support.billing)
+    assert replies() == [support_opt_in(), GREETING, MENU, BILLING_QUEUED]
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_a_text_that_keeps_failing_is_marked_failed_with_its_error_and_blocks_nobody_else(
+    support, django_capture_on_commit_callbacks, clock, admin_client
+):
+    make_inserts_fail("chats_message", when="NEW.body = 'boom'")
+    texts = [stored("Hi", consumer=f"+1555765000{n}") for n in range(3)]
+    for text in texts:
+        stored("boom" if text == texts[1] else "1", consumer=text.from_number)
+
+    handle_all(django_capture_on_commit_callbacks)
+    for _ in range(intake.MAX_ATTEMPTS - 1):
+        clock.shift(dt.timedelta(seconds=max(intake.RETRY_DELAYS) + 1))
+        run_sweepers()
+        handle_all(django_capture_on_commit_callbacks)
+
+    states = dict(InboundMessage.objects.filter(body__in=["1", "boom"]).values_list("from_number", "state"))
+    assert states == {texts[0].from_number: "done", texts[1].from_number: "failed", texts[2].from_number: "done"}
+    failed = InboundMessage.objects.get(body="boom")
+    assert failed.attempts == intake.MAX_ATTEMPTS and "insert refused by the test" in failed.error
+    assert Message.objects.filter(body="boom").count() == 0  # rolled back each time, never half-written
+
+    page = admin_client.get("/admin/sms/inboundmessage/?state=failed")
+    assert page.status_code == 200
+    assert failed.message_sid in page.content.decode()
+    detail = admin_client.get(f"/admin/sms/inboundmessage/{failed.pk}/change/")
+    assert "insert refused by the test" in detail.content.decode()
+
+    drop_refusal("chats_message")
+    admin_client.post(
+        "/admin/sms/inboundmessage/", {"action": "try_again", "_selected_action": [failed.pk]}
+    )
+    handle_all(django_capture_on_commit_callbacks)
+    failed.refresh_from_db()
+    assert failed.state == "done" and Message.objects.filter(body="boom").count() == 1
+
+
+def test_a_batch_that_dies_in_the_middle_leaves_every_text_pending_and_the_next_run_handles_each_once(
+    support, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The worker killed mid-batch (SystemExit is what django-q2's worker gets on SIGTERM; a
+    SIGKILL commits nothing either): the batch's transaction never commits."""
+    for n in range(5):
+        stored("Hi", consumer=f"+1555766000{n}")
+    handle = chats.flow.handle_inbound
+    seen = []
+
+    def dies_on_the_third(inbound):
+        seen.append(inbound.pk)
+        if len(seen) == 3:
+            raise SystemExit("worker killed")
+        return handle(inbound)
+
+    monkeypatch.setattr(chats.flow, "handle_inbound", dies_on_the_third)
+    with pytest.raises(SystemExit):
+        handle_all(django_capture_on_commit_callbacks)
+    assert InboundMessage.objects.filter(state="pending").count() == 5
+    assert not Chat.objects.exists() and not OutboundMessage.objects.exists()
+
+    monkeypatch.setattr(chats.flow, "handle_inbound", handle)
+    assert handle_all(django_capture_on_commit_callbacks) == 5
+    assert Chat.objects.count() == 5
+    for n in range(5):
+        assert replies(f"+1555766000{n}") == [support_opt_in(), GREETING, MENU]
+
+
+def test_the_sweeper_handles_a_text_whose_wake_up_was_lost(support, django_capture_on_commit_callbacks):
+    stored("Hi")  # its after-commit wake-up never ran: the test transaction does not commit
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = run_sweepers()
+
+    assert result["inbound"] == 1
+    assert replies() == [support_opt_in(), GREETING, MENU]
+
+
+# --- workers racing (PostgreSQL) ---------------------------------------------------------------
+
+
+def on_postgres(test):
+    for mark in POSTGRES_ONLY:
+        test = mark(test)
+    return test
+
+
+@pytest.mark.parametrize("workers", [4])
+@on_postgres
+def test_workers_racing_take_each_text_once_and_each_consumers_texts_in_order(support, workers):
+    consumers = [f"+155577{n:05d}" for n in range(40)]
+    for consumer in consumers:
+        for body in ("Hi", "2", "Still there?"):
+            InboundMessage.objects.create(message_sid=new_sid(), from_number=consumer, to_number=PORTAL, body=body)
+
+    def worker():
+        handled = 0
+        while True:
+            count = intake.process_batch(limit=7)
+            handled += count
+            if count == 0 and not InboundMessage.objects.filter(state="pending").exists():
+                return handled
+
+    results = run_together(*[worker for _ in range(workers)])
+
+    assert_no_errors(results)
+    assert sum(value for _, value in results) == 120
+    assert InboundMessage.objects.filter(state="done").count() == 120
+    for consumer in consumers:
+        chat = Chat.objects.get(consumer_number=consumer)
+        assert (chat.status, chat.queue_id) == (ChatStatus.QUEUED, support.tech.pk)
+        assert [body for author, body in transcript(chat) if author == Author.CONSUMER] == ["Hi", "2", "Still there?"]
+        assert replies(consumer) == [support_opt_in(), GREETING, MENU, TECH_QUEUED]
+
+
+@on_postgres
+def test_a_worker_holding_a_consumers_text_keeps_their_next_text_from_other_workers(support, monkeypatch):
+    first = InboundMessage.objects.create(message_sid=new_sid(), from_number=CONSUMER, to_number=PORTAL, body="Hi")
+    InboundMessage.objects.create(message_sid=new_sid(), from_number=CONSUMER, to_number=PORTAL, body="1")
+    InboundMessage.objects.create(message_sid=new_sid(), from_number="+15557650000", to_number=PORTAL, body="Hello")
+    holding, release = threading.Event(), threading.Event()
+    handle = chats.flow.handle_inbound
+
+    def hold_the_first(inbound):
+        outcome = handle(inbound)
+        if inbound.pk == first.pk:
+            holding.set()
+            assert release.wait(THREAD_TIMEOUT)
+        return outcome
+
+    monkeypatch.setattr(chats.flow, "handle_inbound", hold_the_first)
+    results = []
+
+    def slow_worker():
+        try:
+            results.append(intake.process_batch(limit=1))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow_worker, daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(THREAD_TIMEOUT)
+        # Another worker meanwhile: the consumer's "1" is not its to take; the other consumer's is.
+        assert intake.process_batch() == 1
+        assert InboundMessage.objects.get(body="Hello").state == "done"
+        assert InboundMessage.objects.get(body="1").state == "pending"
+    finally:
+        release.set()
+        thread.join(THREAD_TIMEOUT)
+    assert results == [1]
+    assert intake.process_batch() == 1
+    chat = Chat.objects.get(consumer_number=CONSUMER)
+    assert (chat.status, chat.queue_id) == (ChatStatus.QUEUED, support.billing.pk)
