@@ -484,8 +484,8 @@ def main(argv=None) -> int:
     if not args.no_queries:
         for label, count, calls in queries_per_text(args.auth_token, args.to, rng):
             print(
-                f"queries per message {count:8d}   ({label}, in-process, after-commit work included; "
-                f"{calls:,} Python function calls)"
+                f"queries per webhook {count:8d}   ({label}, in-process, after-commit work included; "
+                f"{calls:,} Python function calls; the batch worker's are in tests/chats/test_queries.py)"
             )
     return 0 if not lost and not duplicated and not results.failures else 1
 

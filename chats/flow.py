@@ -28,6 +28,7 @@ from chats.timers import recompute_deadline
 from portal.keywords import normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings
+from portal.singletons import cached
 from queues.models import MenuCommand, Queue, queue_text
 from sms.commands import Command, recognise_command
 from sms.models import (
@@ -46,10 +47,47 @@ log = logging.getLogger(__name__)
 MENU_WORD_MAX = MenuCommand._meta.get_field("word").max_length
 
 
-def handle_inbound(inbound: InboundMessage) -> str:
+class BatchFacts:
+    """What the texts of one batch look up, read once for the batch (DESIGN rule 11): the portal
+    numbers texted, the active chats of the batch's consumers on them (locked FOR UPDATE, in id
+    order), their opt-outs, and the configured command words. A pair's facts serve its first text
+    of the batch only: that text may open a chat or opt out, so the pair's later texts look
+    again (`take` answers None)."""
+
+    def __init__(self, texts: list[InboundMessage]):
+        consumers = {text.from_number for text in texts}
+        numbers = {text.to_number for text in texts}
+        self.numbers = {number.number: number for number in PhoneNumber.objects.filter(number__in=numbers)}
+        self.chats = {
+            (chat.consumer_number, chat.portal_number.number): chat
+            for chat in Chat.objects.select_for_update(of=("self",))
+            .select_related("portal_number", "queue")
+            .filter(consumer_number__in=consumers, portal_number__number__in=numbers, status__in=ACTIVE_STATUSES)
+            .order_by("pk")
+        }
+        self.opted_out = set(
+            DoNotContact.objects.filter(consumer_number__in=consumers, portal_number__in=numbers).values_list(
+                "consumer_number", "portal_number"
+            )
+        )
+        for text in texts:  # the replies' do-not-contact check (sms.pipeline) asks no more
+            opted_out = (text.from_number, text.to_number) in self.opted_out
+            cached(("do_not_contact", text.from_number, text.to_number), lambda opted_out=opted_out: opted_out)
+        self.menu_words = {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")}
+        self._taken: set[tuple[str, str]] = set()
+
+    def take(self, inbound: InboundMessage):
+        pair = (inbound.from_number, inbound.to_number)
+        if pair in self._taken:
+            return None
+        self._taken.add(pair)
+        return self
+
+
+def handle_inbound(inbound: InboundMessage, facts: BatchFacts | None = None) -> str:
     """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
-    batch worker, chats.intake). The caller holds a transaction."""
-    outcome = _handle(inbound)
+    batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
+    outcome = _handle(inbound, facts.take(inbound) if facts is not None else None)
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
 
@@ -64,9 +102,9 @@ def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = 
     )
 
 
-def _handle(inbound: InboundMessage) -> str:
+def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
     chat_settings = ChatSettings.load()
-    number, chat, opted_out, command = _look_up(inbound)
+    number, chat, opted_out, command = _known(inbound, facts) if facts is not None else _look_up(inbound)
     if number is None:
         return "unknown_number"
     consumer = inbound.from_number
@@ -109,6 +147,19 @@ def _handle(inbound: InboundMessage) -> str:
         return _start_conversation(inbound, number, command, chat_settings)
 
     return _continue_chat(chat, inbound, command, chat_settings)
+
+
+def _known(inbound: InboundMessage, facts: BatchFacts) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:
+    """`_look_up`'s answer from the batch's facts: no query."""
+    chat = facts.chats.get((inbound.from_number, inbound.to_number))
+    number = chat.portal_number if chat is not None else facts.numbers.get(inbound.to_number)
+    if number is None:
+        return None, None, False, None
+    if chat is not None:
+        _reuse_queue_as_menu(chat)
+    word = "" if inbound.media else normalise_word(inbound.body)
+    command = recognise_command(word, menu_words=facts.menu_words) if word else None
+    return number, chat, (inbound.from_number, number.number) in facts.opted_out, command
 
 
 def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:
@@ -185,8 +236,7 @@ def _assign_again_after_commit(chat: Chat) -> None:
     wait for the next chat or agent to come along (two quick texts from a new consumer do this:
     the second holds the chat while the first one's assignment runs)."""
     if chat.status == ChatStatus.QUEUED and chat.queue_id:
-        queue = chat.queue
-        transaction.on_commit(lambda: services.assign_waiting_chats(queue_id=queue.pk, queue=queue))
+        services.assign_after_commit(chat.queue)
 
 
 def _record_consumer(chat: Chat, inbound: InboundMessage):
@@ -213,10 +263,20 @@ def _enqueue_media_fetch(media_ids: list[int]) -> None:
 
 
 def _entry_queue(number: PhoneNumber) -> Queue | None:
+    """The queue a number's new conversations start in (read once per batch)."""
     if number.direction == NumberDirection.OUTBOUND_ONLY:
         return None
-    link = number.queue_links.filter(role=NumberRole.INCOMING).select_related("queue").first()
-    return link.queue if link is not None and link.queue.sms_enabled else None
+
+    def load():
+        link = number.queue_links.filter(role=NumberRole.INCOMING).select_related("queue").first()
+        return link.queue if link is not None and link.queue.sms_enabled else None
+
+    return cached(("entry_queue", number.pk), load)
+
+
+def _menu_options(queue: Queue) -> list[Queue]:
+    """A menu's options (read once per batch)."""
+    return cached(("menu_options", queue.pk), lambda: list(Queue.objects.menu_options(queue)))
 
 
 def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, chat_settings: ChatSettings) -> str:
@@ -294,7 +354,7 @@ def _language_menu(languages: list[str]) -> str:
 def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = ()) -> str:
     """A leaf queues the chat; a menu sends its options and waits for a choice. `unsaved`: chat
     fields the caller changed, saved with this step's own change."""
-    options = list(Queue.objects.menu_options(queue))
+    options = _menu_options(queue)
     if not options:
         services.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
         return "queued"
@@ -328,7 +388,7 @@ def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) ->
             chat.menu_path = chat.menu_path[:-1]
             return _enter_queue(chat, parent, chat_settings, unsaved=("menu_path",))
         return _enter_queue(chat, menu, chat_settings)
-    options = list(Queue.objects.menu_options(menu))
+    options = _menu_options(menu)
     choice = _pick(options, body)
     if choice is None:
         services.send_text(chat=chat, body=queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language))

@@ -32,7 +32,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chats import flow
+from chats import flow, services
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms.models import InboundMessage, InboundState, InboundWake
@@ -41,6 +41,8 @@ from sms.pipeline import batched_sends
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
+# From this many texts a batch reads their numbers, chats, opt-outs and the command words once.
+BATCH_FACTS_FROM = 3
 MAX_ATTEMPTS = 3
 # Seconds before the 2nd and 3rd tries of a text whose handling failed.
 RETRY_DELAYS = (5, 60)
@@ -174,15 +176,17 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
     """Claim up to `limit` pending texts and handle them in one transaction: the settings read
     once, each text in its own savepoint, its pushes and send tasks leaving together after the
     commit. Returns how many texts it handled (failed tries included)."""
-    with cached_singletons(), batched_pushes(), batched_sends():
+    with cached_singletons(), batched_pushes(), batched_sends(), services.batched_assignments():
         with transaction.atomic():
             texts = _claim(limit)
+            # Below a few texts, each text's own lookup (one or two queries) costs less.
+            facts = flow.BatchFacts(texts) if len(texts) >= BATCH_FACTS_FROM else None
             failed: set[tuple[str, str]] = set()
             for text in texts:
                 pair = (text.to_number, text.from_number)
                 if pair in failed:
                     continue  # a consumer's later text waits while their earlier one waits for its retry
-                if not _handle(text):
+                if not _handle(text, facts):
                     failed.add(pair)
     return len(texts)
 
@@ -221,11 +225,11 @@ def _claim(limit: int) -> list[InboundMessage]:
     return claimed
 
 
-def _handle(text: InboundMessage) -> bool:
+def _handle(text: InboundMessage, facts: flow.BatchFacts | None) -> bool:
     """Handle one text in its own savepoint; False when it failed (rolled back, retry noted)."""
     try:
         with transaction.atomic():
-            outcome = flow.handle_inbound(text)
+            outcome = flow.handle_inbound(text, facts)
             InboundMessage.objects.filter(pk=text.pk).update(
                 state=InboundState.DONE, outcome=outcome, processed_at=timezone.now(), error="", next_attempt_at=None
             )

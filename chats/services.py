@@ -28,6 +28,7 @@ from chats.models import (
 from chats.states import save_and_announce, transition
 from chats.timers import recompute_deadline
 from portal import crm
+from portal.aftercommit import AfterCommitBatch
 from portal.models import AgentProfile, AgentStatus, ChatSettings
 from queues.hours import is_open
 from queues.models import AnswerType, Queue, queue_text
@@ -110,7 +111,25 @@ def queue_chat(
     transition(chat, ChatStatus.QUEUED, by=by, extra_fields=tuple(fields), queue_id=queue.pk)
     if send_notice:
         send_text(chat=chat, body=system_text(chat, "queued" if open_now else "after_hours"))
-    transaction.on_commit(lambda: assign_waiting_chats(queue_id=queue.pk, queue=queue))
+    assign_after_commit(queue)
+
+
+def assign_after_commit(queue: Queue) -> None:
+    """Run the queue's assignment after commit: once per queue for all the texts of a batch
+    (`batched_assignments`), once per call otherwise."""
+    _assignments.add([queue])
+
+
+def _assign_queues(queues: list[Queue]) -> None:
+    for queue in {queue.pk: queue for queue in queues}.values():
+        assign_waiting_chats(queue_id=queue.pk, queue=queue)
+
+
+_assignments = AfterCommitBatch("tern_assignments", _assign_queues)
+
+
+def batched_assignments():
+    return _assignments.collecting()
 
 
 def agent_load(agent: AgentProfile) -> int:

@@ -16,9 +16,15 @@ from typing import Callable
 from django.db import transaction
 
 
+class _Collected:
+    def __init__(self):
+        self.items: list = []
+        self.flushed = False
+
+
 class AfterCommitBatch:
     def __init__(self, name: str, flush: Callable[[list], None]):
-        self._collected: contextvars.ContextVar[list | None] = contextvars.ContextVar(name, default=None)
+        self._collected: contextvars.ContextVar[_Collected | None] = contextvars.ContextVar(name, default=None)
         self._flush = flush
 
     def add(self, items: list) -> None:
@@ -27,15 +33,22 @@ class AfterCommitBatch:
         collected = self._collected.get()
         if collected is None:
             transaction.on_commit(lambda: self._flush(items))
-        else:
-            transaction.on_commit(lambda: collected.extend(items))
+            return
+
+        def collect():
+            if collected.flushed:  # committed after the block's flush (work its flush caused)
+                self._flush(items)
+            else:
+                collected.items.extend(items)
+
+        transaction.on_commit(collect)
 
     @contextlib.contextmanager
     def collecting(self):
         if self._collected.get() is not None:  # already collecting: the outer block flushes
             yield
             return
-        collected: list = []
+        collected = _Collected()
         token = self._collected.set(collected)
         try:
             yield
@@ -43,4 +56,9 @@ class AfterCommitBatch:
             self._collected.reset(token)
             # After what was committed inside the block has been collected: at once when the
             # block ran in autocommit; after the callbacks registered before it otherwise.
-            transaction.on_commit(lambda: collected and self._flush(collected))
+            transaction.on_commit(lambda: self._finish(collected))
+
+    def _finish(self, collected: _Collected) -> None:
+        collected.flushed = True
+        if collected.items:
+            self._flush(collected.items)

@@ -42,6 +42,13 @@ def cached(key, load):
     return cache[key]
 
 
+def forget(key) -> None:
+    """Drop `key` from the running block's cache: the next `cached(key, …)` reads again."""
+    cache = _cache.get()
+    if cache is not None:
+        cache.pop(key, None)
+
+
 def singletons_per_request(get_response):
     """Middleware: every request is one `cached_singletons()` block (an agent's reply, an API
     call, an admin page), so each settings singleton is read at most once per request."""

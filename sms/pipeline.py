@@ -22,6 +22,7 @@ from portal import webhooks
 from portal.aftercommit import AfterCommitBatch
 from portal.models import ChatSettings, WebhookEvent
 from portal.realtime import publish_on_commit
+from portal.singletons import cached, forget
 from sms.models import (
     FINAL_STATUSES,
     STATUS_RANK,
@@ -68,11 +69,17 @@ class SendRefused(Exception):
 
 
 def is_do_not_contact(consumer_number: str, portal_number: str) -> bool:
-    return DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).exists()
+    """Read once per request or batch (`cached_singletons`) for each pair: a conversation's
+    replies in one batch ask once; adding or removing the pair here reads it again."""
+    return cached(
+        ("do_not_contact", consumer_number, portal_number),
+        lambda: DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).exists(),
+    )
 
 
 def add_do_not_contact(*, consumer_number: str, portal_number: str, source: str) -> bool:
     """Returns True when the entry is new."""
+    forget(("do_not_contact", consumer_number, portal_number))
     _, created = DoNotContact.objects.get_or_create(
         consumer_number=consumer_number, portal_number=portal_number, defaults={"source": source}
     )
@@ -80,6 +87,7 @@ def add_do_not_contact(*, consumer_number: str, portal_number: str, source: str)
 
 
 def remove_do_not_contact(*, consumer_number: str, portal_number: str) -> bool:
+    forget(("do_not_contact", consumer_number, portal_number))
     deleted, _ = DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).delete()
     return deleted > 0
 
@@ -151,8 +159,8 @@ def _portal_number(number: str, *, lock: bool) -> PhoneNumber | None:
     SQLite ignores it, and needs nothing more: its transactions take the write lock at BEGIN."""
     numbers = PhoneNumber.objects.filter(number=number)
     if lock:
-        numbers = numbers.select_for_update(no_key=connection.features.has_select_for_no_key_update)
-    return numbers.first()
+        return numbers.select_for_update(no_key=connection.features.has_select_for_no_key_update).first()
+    return cached(("portal_number", number), numbers.first)  # once per request or batch
 
 
 def _queue_checked(message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime, *, limited: bool) -> str:

@@ -200,11 +200,11 @@ def test_a_batch_that_dies_in_the_middle_leaves_every_text_pending_and_the_next_
     handle = chats.flow.handle_inbound
     seen = []
 
-    def dies_on_the_third(inbound):
+    def dies_on_the_third(inbound, facts=None):
         seen.append(inbound.pk)
         if len(seen) == 3:
             raise SystemExit("worker killed")
-        return handle(inbound)
+        return handle(inbound, facts)
 
     monkeypatch.setattr(chats.flow, "handle_inbound", dies_on_the_third)
     with pytest.raises(SystemExit):
@@ -274,8 +274,8 @@ def test_a_worker_holding_a_consumers_text_keeps_their_next_text_from_other_work
     holding, release = threading.Event(), threading.Event()
     handle = chats.flow.handle_inbound
 
-    def hold_the_first(inbound):
-        outcome = handle(inbound)
+    def hold_the_first(inbound, facts=None):
+        outcome = handle(inbound, facts)
         if inbound.pk == first.pk:
             holding.set()
             assert release.wait(THREAD_TIMEOUT)
