@@ -27,12 +27,13 @@ import time
 from collections import Counter
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chats import flow, services
+from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms.models import InboundMessage, InboundState, InboundWake
@@ -52,7 +53,7 @@ RUN_SECONDS = 20
 # How long a wake request is trusted with Redis; a task lost before it started is replaced after
 # this, and the sweeper handles what is pending meanwhile.
 WAKE_TTL_SECONDS = 30
-WAKE_KEY = "inbound-wake"
+WAKE_KEY = "tern:inbound-wake"
 RUN_TASK = "chats.intake.run"
 
 
@@ -62,7 +63,20 @@ RUN_TASK = "chats.intake.run"
 def store_text(*, message_sid: str, from_number: str, to_number: str, body: str, media: list[dict]) -> InboundMessage | None:
     """Store one inbound text durably, pending; None when its MessageSid is stored already (a
     provider retry). Raises DatabaseError when it could not be stored: the caller must not
-    acknowledge it. After commit a batch worker is woken."""
+    acknowledge it. After commit a batch worker is woken. Outside a transaction, a connection
+    that turns out dead (the database restarted since the pool opened it) is replaced once."""
+    fields = dict(message_sid=message_sid, from_number=from_number, to_number=to_number, body=body, media=media)
+    try:
+        return _store(**fields)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        log.warning("inbound %s: the database connection failed; trying once on a new one", message_sid)
+        connection.close()
+        return _store(**fields)
+
+
+def _store(*, message_sid: str, from_number: str, to_number: str, body: str, media: list[dict]) -> InboundMessage | None:
     try:
         with transaction.atomic():
             inbound = InboundMessage.objects.create(
@@ -100,9 +114,7 @@ def wake(*, asked: bool | None = None) -> None:
 def _ask() -> bool:
     """Set the wake flag; True when this caller set it (and so must enqueue the task)."""
     if settings.REDIS_URL:
-        from django.core.cache import cache
-
-        return cache.add(WAKE_KEY, 1, timeout=WAKE_TTL_SECONDS)
+        return bool(shared_redis.client().set(WAKE_KEY, 1, nx=True, ex=WAKE_TTL_SECONDS))
     return _ask_in_database()
 
 
@@ -121,9 +133,7 @@ def _ask_in_database() -> bool:
 
 def _clear_wake() -> None:
     if settings.REDIS_URL:
-        from django.core.cache import cache
-
-        cache.delete(WAKE_KEY)
+        shared_redis.client().delete(WAKE_KEY)
     else:
         InboundWake.objects.filter(pk=1, requested=True).update(requested=False)
 

@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, Channels for the agent websocket."""
+"""ASGI entry point: Django for HTTP (Twilio's SMS webhooks without the pages' middleware,
+portal.webhook_asgi), Channels for the agent websocket."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,10 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chats.routing import websocket_urlpatterns  # noqa: E402
+from portal.webhook_asgi import route_webhooks  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": route_webhooks(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,13 +1,14 @@
 """A rate limiter shared by every process: Redis when REDIS_URL is set, else the database.
 Fixed windows: `take(key, limit, period)` counts one use and returns 0, or returns the seconds to
 wait for the next window when this one is full."""
-import functools
 import sqlite3
 import time
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+
+from portal import shared_redis
 
 
 def take(key: str, *, limit: int, period: int, now: float | None = None) -> float:
@@ -20,16 +21,9 @@ def take(key: str, *, limit: int, period: int, now: float | None = None) -> floa
     return 0.0 if allowed else (window + period) - now
 
 
-@functools.lru_cache(maxsize=1)
-def _redis():
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 def _take_redis(key: str, window: int, limit: int, period: int) -> bool:
     name = f"tern:rate:{key}:{window}"
-    pipe = _redis().pipeline()
+    pipe = shared_redis.client().pipeline()
     pipe.incr(name)
     pipe.expire(name, period * 2)
     count, _ = pipe.execute()

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.models import ChatSettings
+from portal.singletons import cached_singletons
 from sms import ratelimit
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import (
@@ -76,12 +77,13 @@ def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
     each recipient's in one task, in order). Each is `send_message` with its own lease: one that
     fails or is skipped never stops the others. Returns how many ended each way."""
     results: Counter = Counter()
-    for message_id, lease in jobs:
-        try:
-            results[send_message(message_id, lease)] += 1
-        except Exception:  # noqa: BLE001 — its lease runs out and the sweeper tries it again
-            log.exception("sms send raised: id=%s; the sweeper tries it again", message_id)
-            results["error"] += 1
+    with cached_singletons():  # the settings and the event webhooks' subscribers, once per task
+        for message_id, lease in jobs:
+            try:
+                results[send_message(message_id, lease)] += 1
+            except Exception:  # noqa: BLE001 — its lease runs out and the sweeper tries it again
+                log.exception("sms send raised: id=%s; the sweeper tries it again", message_id)
+                results["error"] += 1
     return dict(results)
 
 

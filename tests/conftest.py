@@ -34,8 +34,7 @@ def no_wake_request_left(settings):
     transaction: a request left by an earlier test (whose task never ran) would make this
     test's texts wait for the sweeper."""
     if settings.REDIS_URL:
-        from django.core.cache import cache
-
         from chats.intake import WAKE_KEY
+        from portal import shared_redis
 
-        cache.delete(WAKE_KEY)
+        shared_redis.client().delete(WAKE_KEY)

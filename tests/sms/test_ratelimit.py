@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from portal import shared_redis
 from sms import ratelimit
 from sms.models import RateWindow
 
@@ -30,7 +31,7 @@ def key(backend):
     name = f"test:{uuid.uuid4().hex}"
     yield name
     if backend == "redis":
-        client = ratelimit._redis()
+        client = shared_redis.client()
         for stale in client.scan_iter(f"tern:rate:{name}:*"):
             client.delete(stale)
 

@@ -25,7 +25,7 @@ IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 
 
 # How much lower than the web processes the task cluster and the sweeper run (nice).
-BACKGROUND_NICENESS = 5
+BACKGROUND_NICENESS = 19
 
 
 def _lower_priority() -> None:
