@@ -17,7 +17,7 @@ for each other.
 
 Failure: a text whose handling raises is rolled back alone (its savepoint), the others commit;
 it is tried again after RETRY_DELAYS and, after MAX_ATTEMPTS tries, marked failed with its error
-(admin › Inbound texts). A worker killed mid-batch commits nothing: every text of its batch is
+(admin › Inbound messages). A worker killed mid-batch commits nothing: every text of its batch is
 still pending, and the next run or the sweeper handles it once."""
 from __future__ import annotations
 

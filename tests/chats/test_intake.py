@@ -305,3 +305,45 @@ def test_a_worker_holding_a_consumers_text_keeps_their_next_text_from_other_work
     assert intake.process_batch() == 1
     chat = Chat.objects.get(consumer_number=CONSUMER)
     assert (chat.status, chat.queue_id) == (ChatStatus.QUEUED, support.billing.pk)
+
+
+# --- the ASGI app: the webhooks' short path ------------------------------------------------------
+
+
+async def asgi_post(path: str, params: dict, signature: str) -> tuple[int, dict]:
+    from urllib.parse import urlencode
+
+    from channels.testing import HttpCommunicator
+
+    from portal.asgi import application
+
+    communicator = HttpCommunicator(
+        application, "POST", path, body=urlencode(params).encode(),
+        headers=[(b"host", b"testserver"), (b"content-type", b"application/x-www-form-urlencoded"),
+                 (b"x-twilio-signature", signature.encode())],
+    )
+    response = await communicator.get_response(timeout=10)
+    return response["status"], {k.decode().lower(): v.decode() for k, v in response["headers"]}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_through_the_asgi_app_the_webhook_stores_and_checks_the_signature_and_pages_keep_their_headers(support):
+    from asgiref.sync import sync_to_async
+
+    from tests.webhooks import sign
+
+    params = inbound_params(from_number=CONSUMER, to_number=PORTAL, body="Hi")
+    status, _ = await asgi_post("/sms/twilio/inbound/", params, sign("http://testserver/sms/twilio/inbound/", params))
+    refused, _ = await asgi_post("/sms/twilio/inbound/", {**params, "MessageSid": new_sid()}, "forged")
+
+    assert (status, refused) == (200, 403)
+    assert await sync_to_async(InboundMessage.objects.filter(message_sid=params["MessageSid"]).exists)()
+    assert await sync_to_async(InboundMessage.objects.count)() == 1
+
+    from channels.testing import HttpCommunicator
+
+    from portal.asgi import application
+
+    page = await HttpCommunicator(application, "GET", "/accounts/login/", headers=[(b"host", b"testserver")]).get_response(timeout=10)
+    headers = {k.decode().lower(): v.decode() for k, v in page["headers"]}
+    assert page["status"] == 200 and headers.get("x-frame-options") == "DENY"
