@@ -53,12 +53,33 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         ensure_relay()
         await self._send_event({"type": "hello", "agent_id": agent.pk})
 
+    async def __call__(self, scope, receive, send):
+        """A consumer whose channel layer fails (Redis stopped) ends with that error and never
+        hears its socket's disconnect: the connection is counted off here all the same."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._count_off()
+
+    async def _count_off(self):
+        if getattr(self, "agent_id", None) is None or getattr(self, "counted_off", False):
+            return
+        self.counted_off = True
+        await database_sync_to_async(_mark_disconnected)(self.agent_id)
+
     async def disconnect(self, code):
+        """The connection is counted off first, whatever the channel layer does: with Redis away,
+        leaving the groups raises, and an agent still counted connected would be sent chats."""
         if self.agent_id is None:
             return
-        for group in list(getattr(self, "groups_joined", ())):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        await database_sync_to_async(_mark_disconnected)(self.agent_id)
+        try:
+            await self._count_off()
+        finally:
+            for group in list(getattr(self, "groups_joined", ())):
+                try:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                except Exception:  # noqa: BLE001 — the layer forgets the channel when it expires
+                    log.warning("agent %s: leaving %s failed (channel layer unreachable)", self.agent_id, group)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """The browser only pings. A malformed frame is ignored rather than crashing the

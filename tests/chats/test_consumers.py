@@ -629,3 +629,50 @@ async def test_take_outbox_and_group_send_reach_the_socket(alice, monkeypatch):
         assert event["type"] == "probe" and event["n"] == 2 and event["seq"] == 2
     finally:
         await communicator.disconnect()
+
+
+# --- a channel layer that goes away (issue 11, item 4) --------------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own on a free loopback port, which the test can stop."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield server, f"redis://127.0.0.1:{port}/0"
+    server.kill()
+    server.wait()
+
+
+async def test_closing_the_adapter_while_redis_is_down_still_counts_the_agent_off(alice, settings, private_redis):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    server, url = private_redis
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    communicator = await open_agent_socket("alice")
+    assert (await reload_agent(alice)).connection_count == 1
+
+    server.kill()
+    server.wait()
+    try:
+        await communicator.disconnect()
+    except RedisConnectionError:
+        pass  # the consumer's read of its channel fails with the layer: daphne logs it and closes
+
+    assert (await reload_agent(alice)).connection_count == 0
