@@ -30,6 +30,7 @@ from chats.services import ChatActionError
 from portal.models import AgentProfile
 from portal.public_api import COMMON_ERRORS, PublicApiView, error_response
 from queues.models import Queue
+from sms.numbers import parse_e164
 
 
 def prompt_json(request, prompt: blending.Prompt) -> dict:
@@ -83,9 +84,13 @@ class DigitAnswerSerializer(serializers.Serializer):
     call = CallOutSerializer()
 
 
+CALLER_INVALID = "caller_number is invalid"
+
 IVR_ERRORS = {
     **COMMON_ERRORS,
-    400: error_response("A field is missing or wrong.", ("Unknown queue", "queue_id is not found")),
+    400: error_response(
+        "A field is missing or wrong.", ("Unknown queue", "queue_id is not found"), ("Caller not E.164", CALLER_INVALID)
+    ),
     404: error_response("No call with that id.", ("Unknown call", "There is no call CA123.")),
 }
 
@@ -109,10 +114,16 @@ class IvrView(PublicApiView):
 
 class CallQueuedSerializer(serializers.Serializer):
     call_id = serializers.CharField(max_length=64)
-    caller_number = serializers.CharField(max_length=20)
+    caller_number = serializers.CharField(max_length=20, help_text="E.164, e.g. +15557654321.")
     queue_id = serializers.IntegerField()
     language = serializers.CharField(max_length=8, required=False, allow_blank=True)
     dialed_number = serializers.CharField(max_length=20, required=False, allow_blank=True)
+
+    def validate_caller_number(self, value: str) -> str:
+        value = value.strip()
+        if parse_e164(value) is None:
+            raise serializers.ValidationError(CALLER_INVALID)
+        return value
 
 
 class CallsView(IvrView):
@@ -129,7 +140,7 @@ class CallsView(IvrView):
             raise ChatActionError("queue_id is not found", code="invalid")
         call = blending.call_queued(
             call_sid=values["call_id"],
-            caller_number=values["caller_number"].strip(),
+            caller_number=values["caller_number"],
             queue=queue,
             language=values.get("language", ""),
             dialed_number=values.get("dialed_number", ""),

@@ -92,6 +92,15 @@ def test_a_missing_field_is_named(api, blended):
     assert response.json()["error"].startswith("call_id")
 
 
+@pytest.mark.parametrize("caller", ["(L¾Þ", "5557654321", "+1555", "anonymous"])
+def test_a_caller_number_that_is_not_e164_is_refused_and_no_call_is_made(api, blended, caller):
+    response = api.post(IVR, {"call_id": "ivr-bad", "caller_number": caller, "queue_id": blended.pk})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "caller_number is invalid"}
+    assert not Call.objects.filter(call_sid="ivr-bad").exists()
+
+
 def test_an_unknown_call_is_404(api):
     for path in ("", "/wait", "/digit", "/assigned", "/ended"):
         method = api.get if not path else api.post
