@@ -607,3 +607,15 @@ def test_html_sent_as_media_is_sandboxed(alice_chat, alice, adapter, media_root)
     assert response["X-Content-Type-Options"] == "nosniff"
     csp = response["Content-Security-Policy"]
     assert "sandbox" in csp and "default-src 'none'" in csp
+
+
+def test_the_adapter_page_allows_only_its_own_scripts_and_connections(adapter, alice):
+    """A strict Content-Security-Policy: an injected inline script or a foreign host never runs
+    or is reached (the browser tests fail on anything the policy refuses)."""
+    response = adapter(alice).open_page()
+
+    policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self'"
+    assert "unsafe-inline" not in response["Content-Security-Policy"]
+    assert policy["connect-src"] == "'self' ws://testserver"
+    assert policy["frame-ancestors"] == "'none'"

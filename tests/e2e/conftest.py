@@ -237,6 +237,12 @@ class Pages:
         page = context.new_page()
         page.set_default_timeout(EXPECT_TIMEOUT_MS)
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        # What the page's Content-Security-Policy refused counts as an error too.
+        page.on(
+            "console",
+            lambda msg: self.errors.append(f"{page.url}: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text else None,
+        )
         return page
 
     def login(self, page, username: str, password: str = "demo", next_path: str = "/agent/"):
