@@ -9,6 +9,7 @@ the proactive API texts are inside the quiet-hours window and go out at once."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 import zoneinfo
 
 import pytest
@@ -16,7 +17,7 @@ from django.core.files.base import ContentFile
 
 from chats import services, timers
 from chats.models import Author, Chat, ChatStatus, ChatType, FinishReason, Media, Message, StartType
-from portal.credentials import revoke_api_credential
+from portal.credentials import create_api_credential, revoke_api_credential
 from portal.models import CrmRecord
 from sms.models import MessageStatus, NumberDirection, NumberRole, OutboundMessage
 from sms.pipeline import add_do_not_contact
@@ -671,3 +672,29 @@ def test_the_list_costs_the_same_queries_for_100_chats_as_for_1(api, support, al
     assert response.status_code == 200
     assert len(response.json()["results"]) == 100
     assert sum(len(chat["photos"]) for chat in response.json()["results"]) == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_clients_of_one_credential_together_get_the_limit_and_no_more(settings, support):
+    """Sixteen threads of one credential (issue 11, item 2): DRF's throttle let 844 through a
+    limit of 600 this way. Each thread has its own connection and HTTP client."""
+    from django.db import connections
+    from django.test import Client
+
+    from tests.concurrency import run_together
+
+    settings.API_RATE_LIMIT = "120/minute"
+    credential, secret = create_api_credential(name="Parallel system")
+    authorization = basic(credential.key, secret)
+
+    def client_thread():
+        client = Client()
+        try:
+            return [client.get(CHATS, HTTP_AUTHORIZATION=authorization).status_code for _ in range(15)]
+        finally:
+            connections.close_all()
+
+    results = run_together(*[client_thread for _ in range(16)])
+
+    statuses = Counter(status for _, answers in results for status in answers)
+    assert statuses == {200: 120, 429: 16 * 15 - 120}
