@@ -142,11 +142,23 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # No read timeout: redis-py 8 gives every connection a 5 s one by default, which
             # closed each agent's websocket after 5 s without an event (channels_redis #422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "prefix": "tern"},
+            # Capacity: how many events may wait for one socket before channels_redis drops the
+            # next ones silently. Its default of 100 lost assignments under a burst (every agent
+            # of a queue hears each chat that starts or stops waiting): sized for bursts.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": "tern",
+                "capacity": int(os.environ.get("CHANNEL_CAPACITY", "2000")),
+            },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": int(os.environ.get("CHANNEL_CAPACITY", "2000"))},
+        }
+    }
 
 Q_CLUSTER = {
     "name": "tern",

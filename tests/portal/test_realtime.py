@@ -17,7 +17,7 @@ from django.db import transaction
 
 from portal import realtime
 from portal.models import RealtimeOutbox
-from tests.layers import fresh_channel_layer
+from tests.layers import GroupListener, fresh_channel_layer
 
 GROUP = "agent.42"
 needs_no_redis = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the relay is only used without Redis")
@@ -253,3 +253,18 @@ def test_a_batch_of_pushes_reaches_the_groups_listened_to_in_order(channel_layer
     received = async_to_sync(drain)()
     assert [message["event"]["n"] for message in received[:3]] == [0, 1, 2]
     assert received[3] is None
+
+
+@pytest.mark.django_db
+def test_a_burst_of_events_waiting_for_one_socket_all_reach_it(channel_layer, django_capture_on_commit_callbacks):
+    """Under a burst every agent of a queue hears each chat that starts or stops waiting; a
+    socket that falls behind by hundreds must still get every event (channels' default capacity
+    of 100 per channel silently dropped the rest: assignments never reached the agent's page)."""
+    listener = GroupListener(channel_layer, [GROUP])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with realtime.batched_pushes():
+            for n in range(600):
+                realtime.publish_on_commit(GROUP, {"type": "queue.chat", "n": n})
+
+    assert [event["n"] for event in listener.heard()[GROUP]] == list(range(600))
