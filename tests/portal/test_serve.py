@@ -96,10 +96,11 @@ def serve(tmp_path):
     own; after the test, kill whatever of it is left."""
     started = []
 
-    def start(*args):
+    def start(*args, **extra_env):
         env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
-            DJANGO_SETTINGS_MODULE="tests.portal.serve_settings", TERN_VAR_DIR=str(tmp_path), LOG_LEVEL="WARNING"
+            DJANGO_SETTINGS_MODULE="tests.portal.serve_settings", TERN_VAR_DIR=str(tmp_path), LOG_LEVEL="WARNING",
+            **extra_env,
         )
         port = free_port()
         output = open(tmp_path / "serve.log", "w+")
@@ -162,3 +163,28 @@ def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how)
     assert f"http://127.0.0.1:{port}/agent/" in printed
     assert "Web processes    2" in printed
     assert "Stopped." in printed
+
+
+def test_with_redis_down_at_start_serve_stays_up_and_the_webhook_still_stores_texts(serve, tmp_path):
+    """Issue 11, item 3: the task cluster cannot reach its broker; it is started again and again
+    while the web keeps answering, and says so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    process, port, output = serve(REDIS_URL=f"redis://127.0.0.1:{down}/0")
+
+    deadline = time.monotonic() + 20
+    printed = ""
+    while "starting it again" not in printed and time.monotonic() < deadline:
+        time.sleep(0.5)
+        output.seek(0)
+        printed = output.read()
+    assert "tasks process exited" in printed and "starting it again" in printed
+    assert process.poll() is None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/healthz")
+    answer = conn.getresponse()
+    assert answer.status == 200 and b'"redis": "unavailable"' in answer.read()
+    conn.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_SECONDS) == 0

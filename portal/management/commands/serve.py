@@ -24,8 +24,21 @@ LISTEN_BACKLOG = 1024
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 
 
+# The processes behind the web: when one exits, it is started again (after 1, 2, 4 … 30 s)
+# instead of stopping everything; a web process that exits stops serve.
+BACKGROUND_ROLES = ("tasks", "sweeper")
+RESTART_MAX_SECONDS = 30
+RESTART_RESET_SECONDS = 60
 # How much lower than the web processes the task cluster and the sweeper run (nice).
 BACKGROUND_NICENESS = 19
+
+
+def child_env(role: str) -> dict:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings"),
+        "TERN_PROCESS_ROLE": role,
+    }
 
 
 def _lower_priority() -> None:
@@ -111,23 +124,44 @@ class Command(BaseCommand):
             raise
         self._print_banner(host, port, web_workers)
         exit_code = 0
+        restarts: dict[str, tuple[float, int]] = {}  # name → (when to start it again, tries so far)
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"{name} process exited with code {child.returncode}; stopping.")
-                    exit_code = child.returncode or 1
-                    stopping = True
-                    break
+            now = time.monotonic()
+            for name, child in list(children.items()):
+                if child is None:
+                    when, tries = restarts[name]
+                    if now >= when:
+                        self.stderr.write(f"Starting the {name} process again (try {tries + 1}).")
+                        children[name] = self._background_child(name)
+                    continue
+                if child.poll() is None:
+                    if name in restarts and now - restarts[name][0] > RESTART_RESET_SECONDS:
+                        del restarts[name]  # it has been running fine since
+                    continue
+                if name in BACKGROUND_ROLES:
+                    # The work behind the webhooks can wait (a Redis that is down, say); the
+                    # webhooks keep answering and storing meanwhile.
+                    tries = restarts.get(name, (0, 0))[1] + 1
+                    delay = min(RESTART_MAX_SECONDS, 2 ** (tries - 1))
+                    self.stderr.write(
+                        f"{name} process exited with code {child.returncode}; starting it again in {delay} s "
+                        "(the web keeps answering; check the database and REDIS_URL)."
+                    )
+                    children[name] = None
+                    restarts[name] = (now + delay, tries)
+                    continue
+                self.stderr.write(f"{name} process exited with code {child.returncode}; stopping.")
+                exit_code = child.returncode or 1
+                stopping = True
+                break
             time.sleep(0.2)
-        self._stop(children)
+        self._stop({name: child for name, child in children.items() if child is not None})
         if exit_code:
             sys.exit(exit_code)
 
     def _start_children(self, children: dict, host: str, port: int, web_workers: int) -> None:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings")}
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         # TERN_PROCESS_ROLE tells portal.realtime which process shares the web's channel layer.
-        web_env = {**env, "TERN_PROCESS_ROLE": "web"}
+        web_env = child_env("web")
         if web_workers == 1:
             children["web"] = subprocess.Popen(daphne_command(host=host, port=port), cwd=settings.BASE_DIR, env=web_env)
         else:
@@ -142,18 +176,18 @@ class Command(BaseCommand):
                     )
             finally:
                 sock.close()  # the web processes hold it now
-        # The work behind the requests runs at a lower CPU priority: under a burst the web
-        # processes answer first and the backlog of texts grows instead (DESIGN rule 11).
-        children["tasks"] = subprocess.Popen(
-            [*manage, "qcluster"],
+        for name in BACKGROUND_ROLES:
+            children[name] = self._background_child(name)
+
+    def _background_child(self, name: str) -> subprocess.Popen:
+        """The task cluster or the sweeper loop. The work behind the requests runs at a lower CPU
+        priority: under a burst the web processes answer first and the backlog of texts grows
+        instead (DESIGN rule 11)."""
+        command = {"tasks": ["qcluster"], "sweeper": ["sweep", "--every", str(SWEEP_EVERY_SECONDS)]}[name]
+        return subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), *command],
             cwd=settings.BASE_DIR,
-            env={**env, "TERN_PROCESS_ROLE": "tasks"},
-            preexec_fn=_lower_priority,
-        )
-        children["sweeper"] = subprocess.Popen(
-            [*manage, "sweep", "--every", str(SWEEP_EVERY_SECONDS)],
-            cwd=settings.BASE_DIR,
-            env={**env, "TERN_PROCESS_ROLE": "sweeper"},
+            env=child_env(name),
             preexec_fn=_lower_priority,
         )
 
