@@ -347,7 +347,7 @@ def _processes() -> dict[int, tuple[int, str, float]]:
 
 
 def _role(cmdline: str, database: str) -> str | None:
-    if "daphne" in cmdline:
+    if "daphne" in cmdline or "portal.web" in cmdline:
         return "web"
     if "qcluster" in cmdline:
         return "tasks"

@@ -1,6 +1,7 @@
 """`manage.py serve`: the web server, the task cluster and the sweeper together, stopped
 together; `--web-workers N` runs N web processes on one port."""
 import http.client
+import urllib.parse
 import os
 import signal
 import socket
@@ -96,12 +97,16 @@ def serve(tmp_path):
     own; after the test, kill whatever of it is left."""
     started = []
 
-    def start(*args, **extra_env):
+    def start(*args, migrated: bool = False, **extra_env):
         env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
             DJANGO_SETTINGS_MODULE="tests.portal.serve_settings", TERN_VAR_DIR=str(tmp_path), LOG_LEVEL="WARNING",
             **extra_env,
         )
+        if migrated:
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=settings.BASE_DIR, env=env, check=True
+            )
         port = free_port()
         output = open(tmp_path / "serve.log", "w+")
         process = subprocess.Popen(
@@ -133,7 +138,7 @@ def serve(tmp_path):
 def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how):
     process, port, output = serve("--web-workers", "2")
     children = children_of(process.pid)
-    web = [pid for pid, cmdline in children.items() if "daphne" in cmdline]
+    web = [pid for pid, cmdline in children.items() if "portal.web" in cmdline]
     assert len(web) == 2 and all("--fd" in children[pid] for pid in web)
     assert len(children) == 4  # two web processes, the task cluster, the sweeper
 
@@ -188,3 +193,66 @@ def test_with_redis_down_at_start_serve_stays_up_and_the_webhook_still_stores_te
     conn.close()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=STOP_SECONDS) == 0
+
+
+def test_sigterm_in_the_middle_of_a_burst_answers_every_stored_text_and_stores_every_answered_one(serve, tmp_path):
+    """Issue 11, item 7: daphne alone cancelled the requests it held ("Killed 17 pending
+    application instances"): texts stored and never answered, or neither. Now every request is
+    either answered 200 and stored, or refused without being stored (503, or no connection)."""
+    import sqlite3
+    import threading
+
+    from tests.webhooks import inbound_params, sign
+
+    token = "serve-test-token"
+    process, port, output = serve(migrated=True, TWILIO_AUTH_TOKEN=token, PUBLIC_BASE_URL="")
+    url = f"http://127.0.0.1:{port}/sms/twilio/inbound/"
+    outcomes: list[tuple[str, int]] = []  # (MessageSid, status or 0 for no answer)
+    lock = threading.Lock()
+    stop_sending = threading.Event()
+
+    def consumer(n: int):
+        conn = None
+        for step in range(200):
+            if stop_sending.is_set():
+                return
+            params = inbound_params(from_number=f"+1555800{n:04d}", to_number="+15550100001", body=f"text {step}")
+            body = urllib.parse.urlencode(params)
+            headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sign(url, params, token)}
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                conn.request("POST", "/sms/twilio/inbound/", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                status = 0
+                conn = None
+            with lock:
+                outcomes.append((params["MessageSid"], status))
+            if status == 0:
+                return  # the server is gone
+
+    threads = [threading.Thread(target=consumer, args=(n,), daemon=True) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(outcomes) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_SECONDS) == 0
+    stop_sending.set()
+    for thread in threads:
+        thread.join(30)
+
+    with sqlite3.connect(tmp_path / "tern.sqlite3") as db:
+        stored = {sid for (sid,) in db.execute("SELECT message_sid FROM sms_inboundmessage")}
+    answered = {sid for sid, status in outcomes if status == 200}
+    refused = {sid for sid, status in outcomes if status != 200}
+    assert len(answered) >= 100
+    assert answered <= stored, "answered 200 but not stored"
+    assert not (refused & stored), "stored but not answered 200"
+    assert {status for _, status in outcomes} <= {200, 503, 0}

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 10
+# A web process drains for up to 10 s (portal.web.DRAIN_SECONDS), then stops.
+WEB_STOP_SECONDS = 15
 SWEEP_EVERY_SECONDS = 5
 MAX_WEB_WORKERS = 32
 LISTEN_BACKLOG = 1024
@@ -84,7 +86,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def daphne_command(*, host: str, port: int, fd: int | None = None) -> list[str]:
     where = ["--fd", str(fd)] if fd is not None else ["-b", host, "-p", str(port)]
-    return [sys.executable, "-m", "daphne", *where, "portal.asgi:application"]
+    # portal.web: daphne that drains on SIGTERM (finishes the requests it holds) instead of
+    # cancelling them.
+    return [sys.executable, "-m", "portal.web", *where, "portal.asgi:application"]
 
 
 class Command(BaseCommand):
@@ -192,11 +196,21 @@ class Command(BaseCommand):
         )
 
     def _stop(self, children):
+        """The web processes first: they answer new requests 503 and finish those they hold
+        (portal.web); then the task cluster and the sweeper, which finish their running work."""
         self.stdout.write("Stopping…")
+        web = {name: child for name, child in children.items() if name not in BACKGROUND_ROLES}
+        background = {name: child for name, child in children.items() if name in BACKGROUND_ROLES}
+        self._stop_group(web, WEB_STOP_SECONDS)
+        self._stop_group(background, STOP_GRACE_SECONDS)
+        self.stdout.write("Stopped.")
+
+    @staticmethod
+    def _stop_group(children: dict, grace: float) -> None:
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = time.monotonic() + grace
         for child in children.values():
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
@@ -204,7 +218,6 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        self.stdout.write("Stopped.")
 
     def _print_banner(self, host, port, web_workers=1):
         shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
