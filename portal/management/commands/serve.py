@@ -44,7 +44,10 @@ def child_env(role: str) -> dict:
 
 
 def _lower_priority() -> None:
-    os.nice(BACKGROUND_NICENESS)
+    """Not on SQLite: its one write lock would be held by a process the CPU rarely runs (under
+    load a web request then waits for it, up to the lock's 20 s timeout)."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        os.nice(BACKGROUND_NICENESS)
 
 
 def web_workers_type(value: str) -> int:
@@ -184,9 +187,9 @@ class Command(BaseCommand):
             children[name] = self._background_child(name)
 
     def _background_child(self, name: str) -> subprocess.Popen:
-        """The task cluster or the sweeper loop. The work behind the requests runs at a lower CPU
-        priority: under a burst the web processes answer first and the backlog of texts grows
-        instead (DESIGN rule 11)."""
+        """The task cluster or the sweeper loop. On PostgreSQL the work behind the requests runs
+        at a lower CPU priority: under a burst the web processes answer first and the backlog of
+        texts grows instead (DESIGN rule 11)."""
         command = {"tasks": ["qcluster"], "sweeper": ["sweep", "--every", str(SWEEP_EVERY_SECONDS)]}[name]
         return subprocess.Popen(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), *command],
