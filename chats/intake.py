@@ -160,8 +160,9 @@ def run() -> int:
 
 def sweep() -> int:
     """The safety net (run by the sweepers every few seconds): pending texts whose task was
-    lost, never enqueued, or that wait for a retry."""
-    return _drain(RUN_SECONDS)
+    lost, never enqueued, or that wait for a retry. It clears the wake flag too, so a flag left
+    set by a task that never ran (its enqueue failed) cannot keep the webhooks from waking one."""
+    return run()  # the same steps as the task: clear the flag, then handle what is pending
 
 
 def process_pending() -> int:

@@ -17,7 +17,7 @@ import chats.flow
 from chats import intake
 from chats.models import Author, Chat, ChatStatus, Message
 from chats.sweepers import run_sweepers
-from sms.models import InboundMessage, InboundState, OutboundMessage
+from sms.models import InboundMessage, InboundState, InboundWake, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
 from tests.chats.calls import clock  # noqa: F401 — fixture
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
@@ -347,3 +347,21 @@ async def test_through_the_asgi_app_the_webhook_stores_and_checks_the_signature_
     page = await HttpCommunicator(application, "GET", "/accounts/login/", headers=[(b"host", b"testserver")]).get_response(timeout=10)
     headers = {k.decode().lower(): v.decode() for k, v in page["headers"]}
     assert page["status"] == 200 and headers.get("x-frame-options") == "DENY"
+
+
+def test_a_wake_request_whose_task_never_ran_is_cleared_by_the_sweeper(support, django_capture_on_commit_callbacks, settings):
+    """Without Redis the flag is a row: a task that was never enqueued (the broker failed after
+    the flag was set) must not keep every later webhook from waking a worker."""
+    from chats.intake import _ask
+    from portal import shared_redis
+
+    if settings.REDIS_URL:
+        shared_redis.client().set(intake.WAKE_KEY, 1, ex=intake.WAKE_TTL_SECONDS)
+    else:
+        InboundWake.objects.update_or_create(pk=1, defaults={"requested": True})
+    assert _ask() is False  # a webhook now would enqueue nothing
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_sweepers()
+
+    assert _ask() is True  # the next webhook wakes a worker again
