@@ -1,6 +1,8 @@
 """A rate limiter shared by every process: Redis when REDIS_URL is set, else the database.
 Fixed windows: `take(key, limit, period)` counts one use and returns 0, or returns the seconds to
-wait for the next window when this one is full."""
+wait for the next window when this one is full (the numbers' sending limits). A sliding period:
+`take_sliding(key, limit, period)`, which holds in every span of `period` seconds (the
+session-less pace)."""
 import sqlite3
 import time
 
@@ -61,6 +63,69 @@ def _take_database_portable(key: str, window: int, limit: int) -> bool:
         pass  # another process created the window first
     updated = RateWindow.objects.filter(key=key, window_start=window, count__lt=limit).update(count=F("count") + 1)
     return updated == 1
+
+
+# --- a sliding period, for paces that must hold in every minute, not per calendar minute -------
+
+
+def take_sliding(key: str, *, limit: int, period: int, now: float | None = None) -> float:
+    """Count one use if no more than `limit` were counted in the last `period` seconds; returns
+    0, or the seconds until one fits. Counted in one-second buckets, the use first and the sum
+    after (a use that does not fit is taken back), so parallel workers can only under-admit. The
+    sum covers the current second and the `period` before it: a little more than the period, so
+    no span of `period` seconds ever holds more than `limit` (SPEC A2's 300 a minute)."""
+    now = time.time() if now is None else now
+    second = int(now)
+    buckets = range(second - period, second + 1)  # oldest first; the last is the current one
+    if settings.REDIS_URL:
+        counts = _sliding_redis(key, second, buckets, period, +1)
+    else:
+        counts = _sliding_database(key, second, buckets, +1)
+    total = sum(counts)
+    if total <= limit:
+        return 0.0
+    if settings.REDIS_URL:
+        _sliding_redis(key, second, (), period, -1)
+    else:
+        _sliding_database(key, second, (), -1)
+    counts[-1] -= 1  # without this use
+    need, dropped = total - limit, 0
+    for offset, count in enumerate(counts):
+        dropped += count
+        if dropped >= need:
+            return float(second - period + offset + period + 1) - now  # that bucket has left
+    return 1.0
+
+
+def _sliding_redis(key: str, second: int, buckets, period: int, delta: int) -> list[int]:
+    name = f"tern:rate:{key}:s"
+    pipe = shared_redis.client().pipeline()
+    pipe.incrby(f"{name}:{second}", delta)
+    pipe.expire(f"{name}:{second}", period * 2 + 2)
+    if buckets:
+        pipe.mget([f"{name}:{b}" for b in buckets])
+    results = pipe.execute()
+    return [int(value or 0) for value in results[2]] if buckets else []
+
+
+def _sliding_database(key: str, second: int, buckets, delta: int) -> list[int]:
+    from sms.models import RateWindow
+
+    bucket_key = f"{key}:s"
+    if delta > 0:
+        try:
+            with transaction.atomic():
+                RateWindow.objects.get_or_create(key=bucket_key, window_start=second)
+        except IntegrityError:
+            pass  # another process created the bucket first
+    RateWindow.objects.filter(key=bucket_key, window_start=second).update(count=F("count") + delta)
+    if not buckets:
+        return []
+    found = dict(
+        RateWindow.objects.filter(key=bucket_key, window_start__gte=buckets[0], window_start__lte=buckets[-1])
+        .values_list("window_start", "count")
+    )
+    return [found.get(b, 0) for b in buckets]
 
 
 def purge_old_windows(*, older_than: float, now: float | None = None) -> int:

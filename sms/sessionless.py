@@ -156,7 +156,8 @@ def _enqueue_dispatch(request_id: str) -> None:
 
 def dispatch(request_id: str) -> int:
     """Admit the request's pending messages, oldest first, while the shared limiter allows
-    (300 a minute across every worker); when it does not, the rest wait for the next window.
+    (no more than 300 in any minute, across every worker); when it does not, the rest wait until
+    the oldest admissions have left the minute.
     Safe to run twice and in parallel (each message is taken under its row lock). Returns how
     many messages were admitted."""
     admitted = 0
@@ -172,7 +173,7 @@ def dispatch(request_id: str) -> int:
             now = timezone.now()
             # An expired message takes no place in the pace; admit_pending expires it.
             if not (expires_at and expires_at <= now):
-                wait = ratelimit.take(LIMIT_KEY, limit=PER_MINUTE, period=60)
+                wait = ratelimit.take_sliding(LIMIT_KEY, limit=PER_MINUTE, period=60)
                 if wait:
                     OutboundMessage.objects.filter(batch=request_id, kind=KIND, status=MessageStatus.PENDING).update(
                         next_attempt_at=now + dt.timedelta(seconds=wait)

@@ -106,3 +106,21 @@ def test_old_database_windows_are_purged(settings, db):
 
     assert deleted == 1
     assert list(RateWindow.objects.values_list("key", flat=True)) == ["recent"]
+
+
+def test_a_sliding_period_never_holds_more_than_the_limit_in_any_span(key):
+    """Session-less pace (issue 11, item 9): uses every half second for 200 s, limit 30 a minute.
+    Fixed windows let 30 through at the end of one window and 30 more at the start of the next."""
+    times = [T + 0.5 * n for n in range(400)]
+    admitted = [t for t in times if ratelimit.take_sliding(key, limit=30, period=60, now=t) == 0]
+
+    assert max(sum(1 for t in admitted if start <= t < start + 60) for start in admitted) <= 30
+    assert len(admitted) >= 90  # the limit is used, not merely kept: about 30 every 61 s
+
+
+def test_a_sliding_period_says_when_the_next_use_fits(key):
+    for _ in range(5):
+        assert ratelimit.take_sliding(key, limit=5, period=60, now=T + 0.25) == 0
+
+    assert ratelimit.take_sliding(key, limit=5, period=60, now=T + 10.25) == pytest.approx(50.75)
+    assert ratelimit.take_sliding(key, limit=5, period=60, now=T + 61) == 0

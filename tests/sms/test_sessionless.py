@@ -188,18 +188,36 @@ def test_each_limit_is_refused_with_a_clear_error(api, uk_sender, changes, messa
     assert OutboundMessage.objects.count() == 0
 
 
-def test_at_most_300_messages_a_minute_the_rest_waits_for_the_next_minute(api, clock, committed, no_send):
+def test_at_most_300_messages_a_minute_the_rest_waits_until_the_first_have_left_the_minute(api, clock, committed, no_send):
     response = api.post(URL, request_body(to_phones=recipients(100), messages=[f"Notice {n}" for n in range(5)]))
     request_id = response.json()["request_id"]
 
     assert counts(api, request_id) == {"queued": 300, "pending": 200}
     waiting = OutboundMessage.objects.filter(batch=request_id, status=MessageStatus.PENDING)
-    assert {m.next_attempt_at for m in waiting} == {MORNING + dt.timedelta(minutes=1)}
-    clock.shift(dt.timedelta(seconds=59))
+    # Counted in whole seconds: the 300 of this second leave the minute a second after it ends.
+    assert {m.next_attempt_at for m in waiting} == {MORNING + dt.timedelta(seconds=61)}
+    clock.shift(dt.timedelta(seconds=60))
     assert committed(sessionless.sweep) == 0
     clock.shift(dt.timedelta(seconds=1))
     assert committed(sessionless.sweep) == 200
     assert counts(api, request_id) == {"queued": 500}
+
+
+def test_no_sliding_minute_admits_more_than_300_across_a_minute_boundary(api, clock, committed, no_send):
+    """Fixed calendar minutes admitted 300 in the last second of one minute and 300 more in the
+    first second of the next: 600 in two seconds (issue 11, item 9)."""
+    clock.move_to(MORNING + dt.timedelta(seconds=59.5), tick=False)
+    first = api.post(URL, request_body(to_phones=recipients(100), messages=list("abc"))).json()["request_id"]
+    assert counts(api, first) == {"queued": 300}
+
+    clock.shift(dt.timedelta(seconds=1))  # the next calendar minute
+    second = api.post(URL, request_body(to_phones=recipients(10), messages=["d"])).json()["request_id"]
+    committed(sessionless.sweep)
+    assert counts(api, second) == {"pending": 10}
+
+    clock.shift(dt.timedelta(seconds=60))  # a minute after the first 300
+    committed(sessionless.sweep)
+    assert counts(api, second) == {"queued": 10}
 
 
 def test_the_pace_is_shared_by_every_request(api, clock, committed, no_send):
@@ -208,7 +226,7 @@ def test_the_pace_is_shared_by_every_request(api, clock, committed, no_send):
 
     assert counts(api, first) == {"queued": 300}
     assert counts(api, second) == {"pending": 10}
-    clock.shift(dt.timedelta(minutes=1))
+    clock.shift(dt.timedelta(seconds=61))
     committed(sessionless.sweep)
     assert counts(api, second) == {"queued": 10}
 
