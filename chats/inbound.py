@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from chats.intake import store_text
+from sms.models import InboundMessage
 from sms.signatures import is_valid_twilio_request
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,22 @@ def twilio_media(params) -> list[dict]:
     return items
 
 
+# The longest value the inbound log keeps of each field (sms.models.InboundMessage).
+FIELD_LIMITS = {
+    "MessageSid": InboundMessage._meta.get_field("message_sid").max_length,
+    "From": InboundMessage._meta.get_field("from_number").max_length,
+    "To": InboundMessage._meta.get_field("to_number").max_length,
+}
+
+
+def _malformed(**values: str) -> str:
+    """The first field too long to store or holding a NUL (PostgreSQL refuses it), else ""."""
+    for name, value in values.items():
+        if len(value) > FIELD_LIMITS[name] or "\x00" in value:
+            return name
+    return ""
+
+
 @csrf_exempt
 @require_POST
 def twilio_inbound(request):
@@ -41,6 +58,11 @@ def twilio_inbound(request):
     to_number = request.POST.get("To", "").strip()
     if not sid or not from_number or not to_number:
         return HttpResponse("MessageSid, From and To are required.", status=400)
+    malformed = _malformed(MessageSid=sid, From=from_number, To=to_number)
+    if malformed:
+        # Refused for good (a retry would fail the same way), not 503: nothing is stored.
+        log.warning("inbound refused: %s is malformed sid=%r", malformed, sid[:64])
+        return HttpResponse(f"{malformed} is malformed.", status=400)
     try:
         store_text(
             message_sid=sid,

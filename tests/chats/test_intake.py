@@ -365,3 +365,22 @@ def test_a_wake_request_whose_task_never_ran_is_cleared_by_the_sweeper(support, 
         run_sweepers()
 
     assert _ask() is True  # the next webhook wakes a worker again
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("From", "whatsapp:+155576543210000"), ("To", "+1555010000100000000000"), ("MessageSid", "SM" + "0" * 70), ("From", "+1555\x00765")],
+)
+def test_a_malformed_sender_number_or_sid_is_refused_with_400_not_retried_forever(client, support, field, value):
+    """A value the inbound log cannot hold is refused for good (400), never a 500 nor a 503 that
+    Twilio would retry the same way."""
+    params = inbound_params(from_number=CONSUMER, to_number=PORTAL, body="Hi")
+    params[field] = value
+    if field == "MessageSid":
+        params["SmsSid"] = value
+
+    response = post_signed(client, "/sms/twilio/inbound/", params)
+
+    assert response.status_code == 400
+    assert response.content.decode() == f"{field} is malformed."
+    assert not InboundMessage.objects.exists()
