@@ -358,6 +358,14 @@ class OutboundMessage(models.Model):
         "period), or the worker calling the provider. Nobody else sends it before; after, the "
         "sweeper does.",
     )
+    attempt_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the provider was last called for this message, while the outcome of that "
+        "call is unknown (the worker died, or the network failed after the request went out). The "
+        "next attempt first asks the provider whether it made the message then.",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     notify_group = models.CharField(
         max_length=60, blank=True, help_text="Realtime group told about status changes, e.g. chat.42."

@@ -48,7 +48,8 @@ LIMITED_KINDS = {"agent", "api", "sessionless", "blending"}
 # How long the task queue holds a message after an enqueue before the sweeper sends it itself
 # (the enqueue failed, or the broker or the worker lost the task). Longer than a task usually
 # waits in the queue; when the queue is slower, the second task finds the message taken or sent.
-ENQUEUE_GRACE = dt.timedelta(seconds=60)
+# Short enough that texts a killed worker took with it go out within half a minute.
+ENQUEUE_GRACE = dt.timedelta(seconds=25)
 
 # Early status callbacks (before the sid is saved) are kept this long for their message.
 EARLY_CALLBACK_LIFETIME = dt.timedelta(days=1)
@@ -431,7 +432,12 @@ def record_provider_sid(message_id: int, provider_sid: str, statuses: tuple[str,
     once) and any callback that arrived before the sid was saved. One transaction, one row
     lock, and only when there is a status to apply."""
     OutboundMessage.objects.filter(pk=message_id).update(
-        provider_sid=provider_sid, error_code="", next_attempt_at=None, lease_until=None, updated_at=timezone.now()
+        provider_sid=provider_sid,
+        error_code="",
+        next_attempt_at=None,
+        lease_until=None,
+        attempt_started_at=None,
+        updated_at=timezone.now(),
     )
     # An answer of "queued" (or "accepted") is where the message already is: nothing to apply.
     forward = [

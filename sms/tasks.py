@@ -2,22 +2,32 @@
 held messages and retries when their time comes (deadlines in columns, DESIGN rule 5).
 
 Sending once: `send_message` claims the message with a conditional UPDATE (status queued, no sid
-yet, due, and its lease free or handed to this task) that sets `lease_until` = now + SEND_LEASE;
-one caller wins, the others skip. The provider is called outside any transaction, and the result
-is written after. A worker that dies between the claim and that write leaves the lease to run
-out; the sweeper then sends the message again. That is the at-least-once window: when the worker
-died after the provider took the message, the consumer gets it twice — the price of never
-losing one."""
+yet, due, its lease free or handed to this task, and no earlier message to the same recipient
+from the same number still unsent) that sets `lease_until` = now + SEND_LEASE; one caller wins,
+the others skip. The provider is called outside any transaction, and the result is written
+after. While the call is in flight the process renews the lease (`_LeaseKeeper`), so a live
+worker keeps it however slow the provider is, and a dead one loses it within SEND_LEASE; the
+sweeper then sends the message again. Before that second attempt the provider is asked whether
+it made the message already (`attempt_started_at` says an attempt's outcome is unknown): a worker
+killed after Twilio took the message costs a lookup, not a second text.
+
+In order: replies to one recipient from one number reach the provider in the order they were
+queued. A message whose earlier sibling is still unsent waits (`next_attempt_at` a little ahead,
+no lease); the send that ends the earlier one — taken, failed for good, expired, suppressed —
+releases the next at once (`_release_next`). Different recipients never wait for each other."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections import Counter
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Exists, F, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from portal.models import ChatSettings
@@ -42,9 +52,14 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 200
 SHORT_WAIT_SECONDS = 1.0
 DAY_SECONDS = 86_400
-# A worker holds a message this long while it calls the provider: longer than a send can take
-# (the Twilio client's 15 s timeout; django-q2 kills a task after 60 s).
-SEND_LEASE = dt.timedelta(seconds=120)
+# A worker holds a message this long past its last renewal while it calls the provider; the
+# lease is renewed every LEASE_RENEW_SECONDS while the call is in flight, so only a dead worker
+# lets it run out (and the sweeper, every few seconds, sends again soon after).
+SEND_LEASE = dt.timedelta(seconds=15)
+LEASE_RENEW_SECONDS = 5.0
+# A message waiting for an earlier one to its recipient is released by that one's end; should
+# that never come (its worker died), the sweeper looks at it again after this.
+WAIT_FOR_EARLIER = dt.timedelta(seconds=10)
 
 
 def status_callback_url() -> str:
@@ -70,6 +85,63 @@ def _sendable(now: dt.datetime, lease: dt.datetime | None) -> Q:
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         & _free_or_mine(now, lease)
     )
+
+
+def _unsent_to_same(message: OutboundMessage):
+    """The messages to the same recipient from the same number still queued and not taken."""
+    return OutboundMessage.objects.filter(
+        to_number=message.to_number,
+        from_number=message.from_number,
+        status=MessageStatus.QUEUED,
+        provider_sid__isnull=True,
+    )
+
+
+def _earlier_unsent(message: OutboundMessage):
+    return _unsent_to_same(message).filter(pk__lt=message.pk)
+
+
+class _LeaseKeeper:
+    """Renews the leases of this process's sends in flight, from one daemon thread, every
+    LEASE_RENEW_SECONDS: a send slower than SEND_LEASE keeps its message, a killed worker's
+    lease runs out soon after."""
+
+    def __init__(self):
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def holding(self, message_id: int):
+        with self._lock:
+            self._held.add(message_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sms-lease-keeper", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(message_id)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LEASE_RENEW_SECONDS)
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                OutboundMessage.objects.filter(
+                    pk__in=held, status=MessageStatus.QUEUED, provider_sid__isnull=True
+                ).update(lease_until=timezone.now() + SEND_LEASE)
+            except Exception:  # noqa: BLE001 — the lease may run out; the claim still sends once
+                log.exception("sms lease renewal failed for ids %s", held)
+            finally:
+                connection.close()
+
+
+_lease_keeper = _LeaseKeeper()
 
 
 def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
@@ -109,13 +181,21 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
         )
         return "rate limited"
 
-    # The claim: one conditional UPDATE, so of two callers exactly one goes on.
+    # The claim: one conditional UPDATE, so of two callers exactly one goes on. The attempt's
+    # start is kept from an earlier attempt whose outcome is still unknown.
     now = timezone.now()
-    claimed = OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id).update(
-        lease_until=now + SEND_LEASE, attempts=F("attempts") + 1, updated_at=now
+    claimed = (
+        OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id)
+        .exclude(Exists(_earlier_unsent(message)))
+        .update(
+            lease_until=now + SEND_LEASE,
+            attempts=F("attempts") + 1,
+            attempt_started_at=Coalesce(F("attempt_started_at"), now),
+            updated_at=now,
+        )
     )
     if not claimed:
-        return "skipped"
+        return _wait_for_earlier(message, lease)
     attempt = message.attempts + 1
 
     provider = get_provider()
@@ -127,17 +207,65 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
         messaging_service_sid=(message.portal_number.messaging_service_sid if message.portal_number else ""),
         status_callback=status_callback_url(),
     )
-    try:
-        result = provider.send(outgoing)
-    except ProviderError as exc:
-        return _after_failure(message_id, exc)
+    with _lease_keeper.holding(message_id):
+        try:
+            # An earlier attempt's answer was lost: did the provider make the message then?
+            found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
+            if found is not None:
+                record_provider_sid(message_id, found.provider_sid, (found.status,))
+                log.warning(
+                    "sms found at the provider, not sent again: id=%s sid=%s (an earlier attempt's answer was lost)",
+                    message_id, found.provider_sid,
+                )
+                _release_next(message)
+                return "found"
+            result = provider.send(outgoing)
+        except ProviderError as exc:
+            return _after_failure(message, exc)
 
     # The local provider "delivers" at once and reports it as Twilio would, through the same
     # path a status callback takes.
     statuses = (result.status, "sent", "delivered") if provider.name == "local" else (result.status,)
     record_provider_sid(message_id, result.provider_sid, statuses)
     log.info("sms sent: id=%s sid=%s to=%s attempt=%s", message_id, result.provider_sid, message.to_number, attempt)
+    _release_next(message)
     return "sent"
+
+
+def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> str:
+    """The claim failed. When an earlier message to the same recipient is still unsent, this one
+    waits for it (its end releases this one); else someone else holds or sent it."""
+    if not _earlier_unsent(message).exists():
+        return "skipped"
+    now = timezone.now()
+    waits = OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk).update(
+        next_attempt_at=now + WAIT_FOR_EARLIER, lease_until=None, updated_at=now
+    )
+    if not waits:
+        return "skipped"
+    # The earlier one may have ended between the claim and the wait, and found this one still
+    # held: then nobody would release it before the sweeper. Look once more.
+    if not _earlier_unsent(message).exists():
+        return send_message(message.pk, None)
+    return "waiting"
+
+
+def _release_next(message: OutboundMessage) -> None:
+    """`message`'s send is over (taken, failed for good, expired, suppressed): the next message
+    to the same recipient from the same number, if it waits for it, is handed to a send task now."""
+    now = timezone.now()
+    lease = now + ENQUEUE_GRACE
+    following = _unsent_to_same(message).filter(pk__gt=message.pk).order_by("pk").values("pk")[:1]
+    released = OutboundMessage.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+        pk=Subquery(following),
+        status=MessageStatus.QUEUED,
+        provider_sid__isnull=True,
+    )
+    if released.update(next_attempt_at=now, lease_until=lease, updated_at=now):
+        pk = _unsent_to_same(message).filter(pk__gt=message.pk, lease_until=lease).values_list("pk", flat=True).first()
+        if pk is not None:
+            enqueue_sends([OutboundMessage(pk=pk, lease_until=lease, to_number=message.to_number)])
 
 
 def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detail: str) -> str:
@@ -147,9 +275,10 @@ def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detai
         message = OutboundMessage.objects.select_for_update().filter(_sendable(now, lease), pk=message_id).first()
         if message is None:
             return "skipped"
-        message.next_attempt_at = message.lease_until = None
-        message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
+        message.next_attempt_at = message.lease_until = message.attempt_started_at = None
+        message.save(update_fields=["next_attempt_at", "lease_until", "attempt_started_at", "updated_at"])
         set_status(message, status, detail=detail)
+    _release_next(message)
     return str(status)
 
 
@@ -169,34 +298,42 @@ def _sending_limit_wait(message: OutboundMessage) -> float:
     return wait
 
 
-def _after_failure(message_id: int, exc: ProviderError) -> str:
+def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
     """The provider refused or could not be reached: a next try after backoff, or the end. The
-    lease is given back either way."""
+    lease is given back either way. An answer from the provider (an HTTP status) says it made no
+    message; a broken connection does not, so the next try asks first (`attempt_started_at`
+    stays)."""
     chat_settings = ChatSettings.load()
     with transaction.atomic():
-        message = OutboundMessage.objects.select_for_update().get(pk=message_id)
+        message = OutboundMessage.objects.select_for_update().get(pk=sent.pk)
         retry = (
             exc.code != UNSUBSCRIBED_RECIPIENT and exc.retryable and message.attempts < chat_settings.send_max_attempts
         )
         message.lease_until = None
+        if exc.status is not None:
+            message.attempt_started_at = None
+        fields = ["next_attempt_at", "lease_until", "attempt_started_at", "updated_at"]
         if retry:
             delay = retry_delay(message.attempts, chat_settings)
             message.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
             message.error_code = exc.code
-            message.save(update_fields=["next_attempt_at", "lease_until", "error_code", "updated_at"])
+            message.save(update_fields=[*fields, "error_code"])
             log.warning(
-                "sms send failed, retry in %.0fs: id=%s attempt=%s %s", delay, message_id, message.attempts, exc.message
+                "sms send failed, retry in %.0fs: id=%s attempt=%s %s", delay, sent.pk, message.attempts, exc.message
             )
             return "retry"
         message.next_attempt_at = None
-        message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
+        message.save(update_fields=fields)
         set_status(message, MessageStatus.FAILED, error_code=exc.code, detail=exc.message, source="provider")
-        if exc.code == UNSUBSCRIBED_RECIPIENT:
+        unsubscribed = exc.code == UNSUBSCRIBED_RECIPIENT
+        if unsubscribed:
             add_do_not_contact(consumer_number=message.to_number, portal_number=message.from_number, source="provider")
-            log.warning("sms refused, recipient unsubscribed: id=%s to=%s", message_id, message.to_number)
-            return "unsubscribed"
-        log.warning("sms send failed for good: id=%s attempt=%s %s", message_id, message.attempts, exc.message)
-        return "failed"
+    _release_next(message)
+    if unsubscribed:
+        log.warning("sms refused, recipient unsubscribed: id=%s to=%s", sent.pk, message.to_number)
+        return "unsubscribed"
+    log.warning("sms send failed for good: id=%s attempt=%s %s", sent.pk, message.attempts, exc.message)
+    return "failed"
 
 
 def sweep_outbound(now: dt.datetime | None = None) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from dataclasses import dataclass, field
 
 
@@ -68,6 +69,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def send(self, message: OutgoingSms) -> SendResult:
         """Hand one SMS/MMS to the provider. Raises ProviderError."""
+
+    def find_sent(self, message: OutgoingSms, since: dt.datetime) -> SendResult | None:
+        """The provider's copy of `message` if it made one at or after `since`: an attempt whose
+        answer never arrived (the worker died, the connection broke after the request went out).
+        None when there is none, or the provider keeps no list to ask. Raises ProviderError when
+        the provider cannot be asked."""
+        return None
 
     @abc.abstractmethod
     def check_number(self, e164: str) -> NumberCheck:

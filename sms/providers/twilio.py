@@ -1,6 +1,7 @@
 """Twilio through the official SDK. TWILIO_API_BASE points it elsewhere (tests use a loopback fake)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 15
 UNSUBSCRIBED_RECIPIENT = "21610"
+# Looking for the copy of a message whose send answer was lost: the newest messages to the
+# number are enough (the attempt was seconds or minutes ago), and Twilio's clock may differ.
+LOOKUP_LIMIT = 50
+LOOKUP_CLOCK_SKEW = dt.timedelta(minutes=2)
 # The SDK puts its own words before Twilio's ("Unable to create record: Attempt to send to…").
 _SDK_PREFIX = re.compile(r"^Unable to \w+ (record|page): ")
 
@@ -172,6 +177,29 @@ class TwilioProvider(Provider):
             params["status_callback"] = message.status_callback
         created = self._call("send", lambda: client.messages.create(**params))
         return SendResult(provider_sid=created.sid, status=str(created.status or "queued"))
+
+    def find_sent(self, message: OutgoingSms, since: dt.datetime) -> SendResult | None:
+        """Twilio's Messages list, newest first, for the same To (and From, unless a Messaging
+        Service sends): the one with the same body made since the attempt. Filtered on
+        date_created here, not with DateSent> at Twilio: a message Twilio accepted but has not
+        sent yet has no DateSent and would be missed."""
+        client = self._client()
+        params: dict = {"to": message.to, "limit": LOOKUP_LIMIT}
+        if not message.messaging_service_sid:
+            params["from_"] = message.from_
+        found = self._call("lookup", lambda: client.messages.list(**params))
+        earliest = since - LOOKUP_CLOCK_SKEW
+        for item in found:
+            if not str(item.direction or "").startswith("outbound"):
+                continue
+            if message.messaging_service_sid and item.messaging_service_sid != message.messaging_service_sid:
+                continue
+            if (item.body or "") != message.body or int(item.num_media or 0) != len(message.media_urls):
+                continue
+            if item.date_created is not None and item.date_created < earliest:
+                continue
+            return SendResult(provider_sid=item.sid, status=str(item.status or "queued"))
+        return None
 
     def fetch_media(self, url: str) -> FetchedMedia:
         # Twilio answers media URLs with a redirect to its storage; requests drops the

@@ -5,6 +5,7 @@ It answers the routes the official twilio SDK 9.x calls for what Tern does:
     GET  /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json   (PhoneNumber, FriendlyName, PageSize, Page)
     GET  /2010-04-01/Accounts/{sid}/SMS/ShortCodes.json         (ShortCode, FriendlyName, PageSize, Page)
     POST /2010-04-01/Accounts/{sid}/Messages.json               (To, From | MessagingServiceSid, Body, MediaUrl…)
+    GET  /2010-04-01/Accounts/{sid}/Messages.json               (To, From, PageSize, Page: newest first)
     GET  /2010-04-01/Accounts/{sid}/Messages/{MM}/Media/{ME}    307 to the media storage
 
 Every API request needs HTTP Basic auth with account_sid:auth_token (else 401, code 20003).
@@ -116,6 +117,7 @@ class FakeTwilio:
         self.short_codes: list[dict] = []
         self.requests: list[RecordedRequest] = []
         self.sent_messages: list[dict] = []
+        self.message_resources: list[dict] = []  # what GET Messages.json lists, oldest first
         # Real Twilio refuses a From it does not know (21606); off unless a test asks for it.
         self.require_owned_from = False
         self._failures: dict[str, deque[QueuedFailure]] = {}  # resource -> failures, in order
@@ -464,6 +466,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _messages(self, request: RecordedRequest) -> None:
         fake = self.twilio
+        if request.method == "GET":
+            to, from_ = request.query.get("To", [None])[0], request.query.get("From", [None])[0]
+            items = [
+                m for m in reversed(list(fake.message_resources))
+                if (to is None or m["to"] == to) and (from_ is None or m["from"] == from_)
+            ]
+            return self._json(200, fake._page("messages", request.path, items, request.query))
         if request.method != "POST":
             return self._not_found(request)
         problem = fake._validate_message(request.form)
@@ -472,9 +481,11 @@ class _Handler(BaseHTTPRequestHandler):
         sent = {key: values[0] for key, values in request.form.items()}
         if "MediaUrl" in request.form:
             sent["MediaUrl"] = list(request.form["MediaUrl"])
+        resource = fake._message_resource(request.form)
         with fake._lock:
             fake.sent_messages.append(sent)
-        self._json(201, fake._message_resource(request.form))
+            fake.message_resources.append(resource)
+        self._json(201, resource)
 
     def _incoming_phone_numbers(self, request: RecordedRequest) -> None:
         fake = self.twilio

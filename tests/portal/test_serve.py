@@ -7,11 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+
+from tests.fakes.twilio_server import FakeTwilio
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
@@ -97,16 +100,19 @@ def serve(tmp_path):
     own; after the test, kill whatever of it is left."""
     started = []
 
-    def start(*args, migrated: bool = False, **extra_env):
+    def start(*args, migrated: bool = False, before: str = "", **extra_env):
+        """`before`: Python run in the migrated database before serve starts (`manage.py shell -c`)."""
         env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
             DJANGO_SETTINGS_MODULE="tests.portal.serve_settings", TERN_VAR_DIR=str(tmp_path), LOG_LEVEL="WARNING",
             **extra_env,
         )
-        if migrated:
+        if migrated or before:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=settings.BASE_DIR, env=env, check=True
             )
+        if before:
+            subprocess.run([sys.executable, "manage.py", "shell", "-c", before], cwd=settings.BASE_DIR, env=env, check=True)
         port = free_port()
         output = open(tmp_path / "serve.log", "w+")
         process = subprocess.Popen(
@@ -256,3 +262,99 @@ def test_sigterm_in_the_middle_of_a_burst_answers_every_stored_text_and_stores_e
     assert answered <= stored, "answered 200 but not stored"
     assert not (refused & stored), "stored but not answered 200"
     assert {status for _, status in outcomes} <= {200, 503, 0}
+
+
+class StallingTwilio(FakeTwilio):
+    """The fake Twilio answering each send after ANSWER_SECONDS, and, after `stall()`, holding the
+    answer to the next send until `release()`: a worker killed meanwhile dies with the message
+    made at Twilio and its answer unread."""
+
+    ANSWER_SECONDS = 0.05
+
+    def __init__(self):
+        super().__init__()
+        self.stalled = threading.Event()
+        self._release: threading.Event | None = None
+        self._armed: threading.Event | None = None
+
+    def stall(self):
+        self.stalled.clear()
+        self._armed = threading.Event()
+
+    def release(self):
+        if self._release is not None:
+            self._release.set()
+
+    def _message_resource(self, form):
+        resource = super()._message_resource(form)
+        with self._lock:
+            held, self._armed = self._armed, None
+        if held is not None:
+            self._release = held
+            self.stalled.set()
+            held.wait(30)
+        else:
+            time.sleep(self.ANSWER_SECONDS)
+        return resource
+
+    def made_for(self, number):
+        return [m for m in self.message_resources if m["to"] == number]
+
+
+def test_task_workers_killed_three_times_mid_send_lose_nothing_and_send_nothing_twice(serve, tmp_path):
+    """Issue 11, items 5 and 6, on the real processes: 100 replies to 50 consumers (two each) while
+    the task cluster is killed with SIGKILL three times, each time with a message made at Twilio
+    and its answer unread. Every message is sent, none twice, each consumer's two in order, and
+    the last killed send is recovered within half a minute."""
+    import sqlite3
+
+    consumers = [f"+1555810{n:04d}" for n in range(50)]
+    before = (
+        "from sms.pipeline import queue_sms\n"
+        f"for to in {consumers!r}:\n"
+        "    queue_sms(to=to, from_number='+15550100001', body='first for ' + to)\n"
+        "    queue_sms(to=to, from_number='+15550100001', body='second for ' + to)\n"
+    )
+    with StallingTwilio() as fake:
+        fake.stall()
+        process, port, output = serve(
+            before=before,
+            SMS_PROVIDER="twilio",
+            TWILIO_ACCOUNT_SID=fake.account_sid,
+            TWILIO_AUTH_TOKEN=fake.auth_token,
+            TWILIO_API_BASE=fake.base_url,
+            PUBLIC_BASE_URL="",
+        )
+        for kill in range(3):
+            assert fake.stalled.wait(60), f"no send reached Twilio before kill {kill + 1}"
+            cluster = {pid for pid, cmdline in session_members(process.pid).items() if "qcluster" in cmdline}
+            assert cluster
+            for pid in cluster:
+                os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            fake.release()  # the answer goes to a dead worker
+            if kill < 2:
+                fake.stall()
+
+        def unsent() -> int:
+            with sqlite3.connect(tmp_path / "tern.sqlite3") as db:
+                return db.execute("SELECT count(*) FROM sms_outboundmessage WHERE provider_sid IS NULL").fetchone()[0]
+
+        deadline = time.monotonic() + 90
+        while unsent() and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.5)
+        recovered_in = time.monotonic() - killed_at
+        assert unsent() == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+        with sqlite3.connect(tmp_path / "tern.sqlite3") as db:
+            saved = dict(db.execute("SELECT provider_sid, to_number FROM sms_outboundmessage"))
+        made = list(fake.message_resources)
+        print(f"\nkill test: {len(made)} made at Twilio for 100 messages; recovered {recovered_in:.1f} s after the last kill")
+        assert len(made) == 100, "a message was sent twice"
+        assert {m["sid"] for m in made} == set(saved)
+        for number in consumers:
+            assert [m["body"] for m in fake.made_for(number)] == [f"first for {number}", f"second for {number}"]
+        assert recovered_in < 45
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_SECONDS) == 0
