@@ -559,12 +559,15 @@ def main(argv=None) -> int:
     print(f"on the wrong socket {len(wrong_socket):8d}")
     print(f"heard twice         {duplicated:8d}")
     print(f"seq gaps            {sum(sock.seq_gaps for sock in sockets):8d}")
+    kinds = sum((sock.kinds for sock in sockets), Counter())
+    # The server numbers pushes per group before the channel layer; a socket that lost some is
+    # told so ("stream.gap") and its page reloads.
+    print(f"pushes lost (stream.gap) {kinds['stream.gap']:3d}")
     broken = [(sock.seat.agent_id, *item) for sock in sockets for item in sock.out_of_order]
     print(f"chat.updated out of order {len(broken):4d}" + (
         "   e.g. agent %s, chat %s: heard %s, then version %s → %s" % broken[0] if broken else ""))
     print(f"webhooks not 200    {len(not_200):8d}   statuses {dict(sorted(results.statuses.items()))}")
     print(f"chats not assigned  {len(report.get('unassigned', [])):8d}")
-    kinds = sum((sock.kinds for sock in sockets), Counter())
     print(f"frames heard        {sum(kinds.values()):8d}   {dict(kinds.most_common())}")
     closed = Counter(sock.closed_code for sock in sockets if sock.closed_code not in (None, 1000))
     if closed:

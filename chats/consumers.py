@@ -2,6 +2,7 @@
 before accepting; keeps presence; never takes actions (those go through the REST API)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -14,6 +15,7 @@ from chats.models import Call, CallStatus, Chat
 from chats.services import agent_queue_ids, capacity_appeared
 from portal.models import AgentProfile, ChatSettings
 from portal.presence import agent_connected, agent_disconnected, touch_agent
+from portal import realtime
 from portal.realtime import ensure_relay
 from sms.numbers import mask_number
 
@@ -22,6 +24,11 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_AN_AGENT = 4403
 VERSIONS_KEPT = 2000  # chats whose last version a connection remembers, newest first
+# Pushes are numbered per group before the channel layer (portal.realtime). One missing this long
+# after a later one arrived (two senders' pushes may cross), or after the group's counter showed
+# it was sent, was dropped by the layer: the page is told to reload ("stream.gap").
+GAP_GRACE_SECONDS = 2.0
+GAP_AT_ONCE = 200  # a jump this large is a gap at once, without waiting for the missing ones
 
 
 class AgentConsumer(AsyncJsonWebsocketConsumer):
@@ -46,8 +53,13 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         # The last version heard of each chat, for chat.updated and for queue.chat.
         self.chat_versions: dict[int, int] = {}
         self.queue_versions: dict[int, int] = {}
+        # Per group: the last push number heard, and the numbers still missing below it.
+        self.heard: dict[str, int] = {}
+        self.missing: dict[str, set[int]] = {}
+        self.gap_check: asyncio.TimerHandle | None = None
         for group in [*await database_sync_to_async(_initial_groups)(agent), *self.call_chat_groups]:
-            await self._join(group)
+            await self._join(group, baseline=False)
+        await self._baseline(list(self.groups_joined))
         await self.accept()
         await database_sync_to_async(_mark_connected)(agent)
         ensure_relay()
@@ -72,6 +84,8 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         leaving the groups raises, and an agent still counted connected would be sent chats."""
         if self.agent_id is None:
             return
+        if getattr(self, "gap_check", None) is not None:
+            self.gap_check.cancel()
         try:
             await self._count_off()
         finally:
@@ -97,6 +111,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("type") == "ping":
             await database_sync_to_async(touch_agent)(agent_id=self.agent_id)
             await self.send_json({"type": "pong"})
+            await self._check_positions()
 
     async def dispatch(self, message):
         """Pushes go straight to `push()`. channels runs its connection clean-up before every
@@ -109,6 +124,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         await super().dispatch(message)
 
     async def push(self, message):
+        self._note(message.get("group"), message.get("n"))
         event = message["event"]
         kind = event.get("type")
         if kind == "chat.updated":
@@ -125,11 +141,15 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             if mine and chat.get("status") == "assigned":
                 await self._join(group)
             elif group in self.groups_joined and group not in self.call_chat_groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
-                self.groups_joined.discard(group)
+                await self._leave(group)
         elif kind == "queue.chat":
             if not _newer(self.queue_versions, event.get("chat_id"), event.get("version")):
                 return
+        elif kind == "queue.chats":  # several of one flush, merged (chats.events)
+            chats = [c for c in event.get("chats") or [] if _newer(self.queue_versions, c.get("chat_id"), c.get("version"))]
+            if not chats:
+                return
+            event = {**event, "chats": chats}
         elif kind == "call.updated":
             await self._follow_call_chat(event.get("call") or {})
         await self._send_event(self._masked(event))
@@ -158,13 +178,67 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         elif not mine and group in self.call_chat_groups:
             self.call_chat_groups.discard(group)
             if group in self.groups_joined:
-                await self.channel_layer.group_discard(group, self.channel_name)
-                self.groups_joined.discard(group)
+                await self._leave(group)
 
-    async def _join(self, group: str):
+    async def _join(self, group: str, *, baseline: bool = True):
         if group not in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.add(group)
+            if baseline:
+                await self._baseline([group])
+
+    async def _leave(self, group: str):
+        await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined.discard(group)
+        self.heard.pop(group, None)
+        self.missing.pop(group, None)
+
+    # --- pushes lost by the layer -------------------------------------------------------------
+
+    async def _baseline(self, groups: list[str]):
+        """After joining: what was numbered so far in each group is not owed to this socket."""
+        for group, position in ((await realtime.positions(groups)) or {}).items():
+            self.heard[group] = max(self.heard.get(group, 0), position)
+
+    def _note(self, group, n):
+        if not isinstance(n, int) or group not in self.heard:
+            return
+        last = self.heard[group]
+        if n <= last:
+            missing = self.missing.get(group)
+            if missing:
+                missing.discard(n)
+            return
+        self.heard[group] = n
+        if n > last + 1:
+            self._owed(group, range(last + 1, n))
+
+    def _owed(self, group: str, numbers: range):
+        if len(numbers) >= GAP_AT_ONCE:
+            self._gap_found()
+            return
+        self.missing.setdefault(group, set()).update(numbers)
+        if self.gap_check is None:
+            self.gap_check = asyncio.get_running_loop().call_later(GAP_GRACE_SECONDS, self._check_gaps)
+
+    def _check_gaps(self):
+        self.gap_check = None
+        if any(self.missing.values()):
+            self._gap_found()
+
+    def _gap_found(self):
+        self.missing.clear()
+        asyncio.ensure_future(self._send_event({"type": "stream.gap"}))
+
+    async def _check_positions(self):
+        """On each ping: pushes numbered in a group after the last one heard, and never heard,
+        are owed (a loss at the end of a burst has no later push to reveal it)."""
+        positions = await realtime.positions(list(self.heard))
+        for group, position in (positions or {}).items():
+            last = self.heard.get(group)
+            if last is not None and position > last:
+                self.heard[group] = position
+                self._owed(group, range(last + 1, position + 1))
 
     async def _send_event(self, event: dict):
         self.seq += 1

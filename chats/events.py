@@ -1,7 +1,8 @@
 """Everything the agent's browser hears (DESIGN rule 7), published after commit.
 
 Groups: agent.<id>, queue.<id>, chat.<id>, supervisors. Each event is a JSON-able dict with a
-`type`: chat.offered, chat.updated, queue.chat, message.created, message.status, call.updated,
+`type`: chat.offered, chat.updated, queue.chat (queue.chats when several of one flush are merged),
+message.created, message.status, call.updated,
 call.banner, call.message. A chat's events carry its `version` (states.py counts it): of two
 events about one chat, the higher version is the newer, whatever order they arrive in.
 
@@ -9,6 +10,7 @@ No stats event: the page fetches Your Stats vs Team Average after each of its ch
 minute; a push would have to reach the whole team at every chat's end (the team average moves)."""
 from __future__ import annotations
 
+from portal import realtime
 from portal.realtime import as_json, publish_on_commit
 
 
@@ -91,6 +93,28 @@ def chat_updated(chat, *, previous_status: str = "", previous_agent_id: int | No
             queue_group(chat.queue_id),
             {"type": "queue.chat", "chat_id": chat.pk, "queue_id": chat.queue_id, "status": chat.status, "version": chat.version},
         )
+
+
+def merge_queue_chats(events: list[dict]) -> dict:
+    """The queue.chat events one flush sends to a queue's group, as one `queue.chats`: each chat
+    once, at its newest version. A batch of inbound texts queues many chats at once, and every
+    agent of the queue would otherwise get a frame for each."""
+    newest: dict[int, dict] = {}
+    for event in events:
+        known = newest.get(event["chat_id"])
+        if known is None or (event.get("version") or 0) >= (known.get("version") or 0):
+            newest[event["chat_id"]] = event
+    return {
+        "type": "queue.chats",
+        "queue_id": events[0]["queue_id"],
+        "chats": [
+            {"chat_id": e["chat_id"], "queue_id": e["queue_id"], "status": e["status"], "version": e["version"]}
+            for e in newest.values()
+        ],
+    }
+
+
+realtime.coalesce("queue.chat", merge_queue_chats)
 
 
 def chat_offered(chat, agent_ids: list[int]) -> None:

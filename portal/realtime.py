@@ -3,12 +3,25 @@ channel layer after the transaction commits. A failed push never fails the calle
 
 On the embedded default (no REDIS_URL) the channel layer lives in the web process's memory, so
 the task cluster and the sweeper (TERN_PROCESS_ROLE=tasks|sweeper, set by `serve`) write their
-events to RealtimeOutbox instead, and the web process relays them (`ensure_relay`)."""
+events to RealtimeOutbox instead, and the web process relays them (`ensure_relay`).
+
+Loss shows: a channel layer drops what a slow socket cannot take (channels_redis says "over
+capacity" in its log; the in-memory layer says nothing). So every push is numbered per group
+before the layer (`n`, a counter in Redis, or in the web process without it), and a consumer
+that hears n+2 after n, or learns that its group's counter moved past what it heard
+(`positions`), knows it missed something and has the page reload (chats/consumers.py).
+
+Fewer frames: events of a kind with a registered merge (`coalesce`) sent to one group in one
+flush become one event: a batch of inbound texts that queues fifty chats tells each agent of the
+queue once, not fifty times."""
 import asyncio
 import json
 import logging
 import os
+import threading
 import time
+from collections import Counter
+from typing import Callable
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -16,6 +29,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
+from portal import shared_redis
 from portal.aftercommit import AfterCommitBatch
 
 log = logging.getLogger(__name__)
@@ -64,13 +78,8 @@ def batched_pushes():
 
 
 def _send_all(pending: list[tuple[str, dict]]) -> None:
+    pending = _coalesced(pending)
     try:
-        if len(pending) == 1 and not relays_through_database():
-            group, event = pending[0]
-            layer = get_channel_layer()
-            if layer is not None:
-                async_to_sync(layer.group_send)(group, {"type": "push", "event": event})
-            return
         if relays_through_database():
             from portal.models import RealtimeOutbox
 
@@ -82,13 +91,112 @@ def _send_all(pending: list[tuple[str, dict]]) -> None:
 
         async def send():
             live = await _groups_listened_to(layer, {group for group, _ in pending})
-            for group, event in pending:
-                if live is None or group in live:
-                    await layer.group_send(group, {"type": "push", "event": event})
+            heard = [(group, event) for group, event in pending if live is None or group in live]
+            for group, message in await sync_to_async(_numbered, thread_sensitive=False)(heard):
+                await layer.group_send(group, message)
 
         async_to_sync(send)()
     except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
         log.exception("realtime push of %d events to %s failed", len(pending), ", ".join(sorted({g for g, _ in pending})))
+
+
+# --- fewer frames: events merged per group and flush ---------------------------------------------
+
+_merges: dict[str, Callable[[list[dict]], dict]] = {}
+
+
+def coalesce(kind: str, merge: Callable[[list[dict]], dict]) -> None:
+    """Events of `kind` sent to one group in one flush reach it as `merge(those events)`, in the
+    place of the last of them. A single one is sent as it is."""
+    _merges[kind] = merge
+
+
+def _coalesced(pending: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    if not _merges:
+        return pending
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for index, (group, event) in enumerate(pending):
+        if event.get("type") in _merges:
+            buckets.setdefault((group, event["type"]), []).append(index)
+    if all(len(indexes) < 2 for indexes in buckets.values()):
+        return pending
+    merged_at: dict[int, dict] = {}
+    dropped: set[int] = set()
+    for (group, kind), indexes in buckets.items():
+        if len(indexes) < 2:
+            continue
+        merged_at[indexes[-1]] = as_json(_merges[kind]([pending[i][1] for i in indexes]))
+        dropped.update(indexes[:-1])
+    return [
+        (group, merged_at.get(index, event)) for index, (group, event) in enumerate(pending) if index not in dropped
+    ]
+
+
+# --- numbered per group, before the layer ----------------------------------------------------------
+
+SEQ_TTL_SECONDS = 7 * 86_400
+_local_seq: dict[str, int] = {}  # without Redis: this (web) process is the only one sending to the layer
+_local_lock = threading.Lock()
+
+
+def _seq_key(group: str) -> str:
+    # The layer's prefix keeps apart portals (and test runs) sharing one Redis.
+    prefix = settings.CHANNEL_LAYERS.get("default", {}).get("CONFIG", {}).get("prefix", "asgi")
+    return f"tern:push-seq:{prefix}:{group}"
+
+
+def _numbered(pending: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The layer's messages for `pending`, each with its group and its number in that group.
+    When the counter cannot be had (Redis away: the layer is too), unnumbered."""
+    counts = Counter(group for group, _ in pending)
+    try:
+        last = _take_numbers(counts)
+    except Exception:  # noqa: BLE001
+        log.warning("realtime: push numbers unavailable; %d pushes go unnumbered", len(pending))
+        return [(group, {"type": "push", "event": event}) for group, event in pending]
+    following = {group: last[group] - counts[group] + 1 for group in counts}
+    messages = []
+    for group, event in pending:
+        messages.append((group, {"type": "push", "event": event, "group": group, "n": following[group]}))
+        following[group] += 1
+    return messages
+
+
+def _take_numbers(counts: Counter) -> dict[str, int]:
+    """Reserve counts[group] numbers in each group; the last one reserved in each."""
+    if not counts:
+        return {}
+    if settings.REDIS_URL:
+        pipe = shared_redis.client().pipeline(transaction=False)
+        for group, count in counts.items():
+            pipe.incrby(_seq_key(group), count)
+            pipe.expire(_seq_key(group), SEQ_TTL_SECONDS)
+        answers = pipe.execute()
+        return {group: int(answers[2 * i]) for i, group in enumerate(counts)}
+    with _local_lock:
+        for group, count in counts.items():
+            _local_seq[group] = _local_seq.get(group, 0) + count
+        return {group: _local_seq[group] for group in counts}
+
+
+def _positions(groups: list[str]) -> dict[str, int]:
+    if not groups:
+        return {}
+    if settings.REDIS_URL:
+        values = shared_redis.client().mget([_seq_key(group) for group in groups])
+        return {group: int(value or 0) for group, value in zip(groups, values)}
+    with _local_lock:
+        return {group: _local_seq.get(group, 0) for group in groups}
+
+
+async def positions(groups: list[str]) -> dict[str, int] | None:
+    """The last number given out in each of `groups` (0: none yet); None when the counter
+    cannot be read. For a consumer: its baseline after joining, and its check for pushes lost."""
+    try:
+        return await sync_to_async(_positions, thread_sensitive=False)(list(groups))
+    except Exception:  # noqa: BLE001
+        log.warning("realtime: push numbers unavailable for %s", ", ".join(groups))
+        return None
 
 
 async def _groups_listened_to(layer, groups: set[str]) -> set[str] | None:
@@ -134,8 +242,8 @@ async def _relay_forever() -> None:
     while True:
         try:
             rows = await sync_to_async(_take_outbox)()
-            for group, event in rows:
-                await layer.group_send(group, {"type": "push", "event": event})
+            for group, message in _numbered(_coalesced(rows)):
+                await layer.group_send(group, message)
         except Exception:  # noqa: BLE001
             log.exception("realtime relay failed; retrying")
         await asyncio.sleep(RELAY_INTERVAL_SECONDS)

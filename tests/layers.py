@@ -49,3 +49,15 @@ class GroupListener:
             return heard
 
         return async_to_sync(drain)()
+
+
+def queue_changes(events: list[dict]) -> list[dict]:
+    """The queue.chat events among `events`, with the queue.chats of a flush (several merged,
+    chats.events.merge_queue_chats) unfolded into theirs, in order."""
+    changes = []
+    for event in events:
+        if event.get("type") == "queue.chat":
+            changes.append(event)
+        elif event.get("type") == "queue.chats":
+            changes.extend({"type": "queue.chat", **chat} for chat in event["chats"])
+    return changes

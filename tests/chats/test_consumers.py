@@ -26,7 +26,7 @@ from portal import realtime
 from portal.asgi import application
 from portal.models import AgentProfile, AgentStatus, RealtimeOutbox
 from tests.chats.conftest import CONSUMER, OTHER_CONSUMER, PORTAL
-from tests.layers import fresh_channel_layer
+from tests.layers import fresh_channel_layer, queue_changes
 from tests.webhooks import new_sid
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -270,10 +270,11 @@ async def test_an_agent_hears_its_queue_and_its_chat_in_order(alice, bob_idle_le
     try:
         chat = await start_assigned_chat()
         received = await drain(communicator)
-        # Billing's agents hear it wait and leave the queue; its agent hears the whole chat, once,
-        # though it goes to both the agent's group and the chat's.
-        in_queue = [(e["chat_id"], e["status"]) for e in received if e["type"] == "queue.chat"]
-        assert in_queue == [(chat.pk, "queued"), (chat.pk, "assigned")]
+        # Billing's agents hear where it is in the queue: it waited and was assigned in one
+        # batch, so they hear it once, assigned (queue.chats merges a flush's queue events). Its
+        # agent hears the whole chat, once, though it goes to both the agent's group and the chat's.
+        in_queue = [(e["chat_id"], e["status"]) for e in queue_changes(received)]
+        assert in_queue == [(chat.pk, "assigned")]
         updates = [e for e in of_chat(received, chat.pk) if e["type"] == "chat.updated"]
         assert [e["chat"]["status"] for e in updates] == ["assigned"]
         assert updates[0]["chat"]["agent_id"] == alice.pk
@@ -337,7 +338,7 @@ async def test_every_chat_update_counts_a_new_version(alice, bob_idle_less):
         chat = await start_assigned_chat()
         await database_sync_to_async(services.transfer_chat)(agent=alice, chat=chat, to_agent=bob_idle_less)
         heard = await drain(communicator)
-        assert [e["version"] for e in heard if e["type"] == "queue.chat"] == [1, 2]  # queued, assigned
+        assert [e["version"] for e in queue_changes(heard)] == [2]  # queued and assigned in one flush
         assert [e["chat"]["version"] for e in heard if e["type"] == "chat.updated"] == [2, 3]  # to Alice, to Bob
         assert (await consumer_chat()).version == 3
     finally:
@@ -368,9 +369,12 @@ async def test_another_agents_chat_never_reaches_an_agent(alice, bob_idle_less):
         alice_heard = await drain(alice_socket)
         bob_heard = await drain(bob_socket)
         assert any(e["type"] == "chat.updated" and e["chat"]["agent_id"] == alice.pk for e in alice_heard)
-        # Only that it waited in Billing and left it: no number, no agent, no message.
-        assert [(e["type"], e["status"]) for e in bob_heard] == [("queue.chat", "queued"), ("queue.chat", "assigned")]
-        assert not [e for e in bob_heard if set(e) - {"type", "chat_id", "queue_id", "status", "version", "seq"}]
+        # Only where it stands in Billing: no number, no agent, no message.
+        assert [(e["type"], e["status"]) for e in queue_changes(bob_heard)] == [("queue.chat", "assigned")]
+        assert not [
+            e for e in queue_changes(bob_heard) if set(e) - {"type", "chat_id", "queue_id", "status", "version", "seq"}
+        ]
+        assert {e["type"] for e in bob_heard} <= {"queue.chat", "queue.chats"}
 
         await consumer_texts("Are you there?")
         await agent_says(alice, chat, "Yes, I am here.")
@@ -600,7 +604,7 @@ async def test_the_relay_delivers_outbox_events_to_a_connected_agent(alice, monk
         received = await drain(communicator, quiet=3 * realtime.RELAY_INTERVAL_SECONDS + 0.3)
         updates = [e for e in of_chat(received, chat.pk) if e["type"] == "chat.updated"]
         assert [e["chat"]["status"] for e in updates] == ["assigned"]
-        assert [e["status"] for e in received if e["type"] == "queue.chat"] == ["queued", "assigned"]
+        assert [e["status"] for e in queue_changes(received)] == ["assigned"]  # one flush: merged
         relayed_updates = [e for group, e in relayed if e["type"] == "chat.updated" and e["chat"]["id"] == chat.pk]
         assert {e["chat"]["status"] for e in relayed_updates} == {"queued", "assigned"}
         assert await database_sync_to_async(RealtimeOutbox.objects.count)() == 0
@@ -676,3 +680,71 @@ async def test_closing_the_adapter_while_redis_is_down_still_counts_the_agent_of
         pass  # the consumer's read of its channel fails with the layer: daphne logs it and closes
 
     assert (await reload_agent(alice)).connection_count == 0
+
+
+# --- pushes the channel layer dropped (issue 11, item 1) --------------------------------------------
+
+
+@pytest.fixture
+def small_layer(settings, monkeypatch):
+    """The test's own layer, holding at most 3 events for a socket that does not read: what a
+    burst does to a socket behind hundreds of events, in a few."""
+    layers = fresh_channel_layer(settings) and json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"].setdefault("CONFIG", {})["capacity"] = 3
+    settings.CHANNEL_LAYERS = layers
+    monkeypatch.setattr("chats.consumers.GAP_GRACE_SECONDS", 0.05)
+    return get_channel_layer()
+
+
+async def burst_while_the_socket_cannot_read(group: str, count: int) -> None:
+    """`count` pushes to `group` in one flush, while the consumer's event loop is held, as a
+    socket falls behind under load: the layer keeps what its capacity allows and drops the rest."""
+    import threading
+
+    pending = [(group, {"type": "probe", "n": n}) for n in range(count)]
+    thread = threading.Thread(target=realtime._send_all, args=(pending,))
+    thread.start()
+    thread.join()  # holds this loop, the consumer's, until every group_send is done
+
+
+async def gap_frames(communicator) -> list[dict]:
+    return [e for e in await drain(communicator) if e["type"] == "stream.gap"]
+
+
+async def test_pushes_dropped_at_the_end_of_a_burst_make_the_page_reload_at_the_next_ping(alice, small_layer):
+    communicator = await open_agent_socket("alice")
+    try:
+        await burst_while_the_socket_cannot_read(events.agent_group(alice.pk), 20)
+        probes = [e for e in await drain(communicator) if e["type"] == "probe"]
+        assert 0 < len(probes) < 20  # the layer dropped the rest, silently
+
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from(timeout=2) == {"type": "pong"}
+        assert [e["type"] for e in await gap_frames(communicator)] == ["stream.gap"]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_push_after_the_dropped_ones_reveals_the_gap(alice, small_layer):
+    communicator = await open_agent_socket("alice")
+    try:
+        await burst_while_the_socket_cannot_read(events.agent_group(alice.pk), 20)
+        await drain(communicator)
+        await database_sync_to_async(_publish_from_tasks)(events.agent_group(alice.pk), {"type": "probe", "n": 99})
+        heard = await drain(communicator)
+        assert [e["type"] for e in heard] == ["probe", "stream.gap"]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_no_gap_is_reported_when_nothing_was_dropped(alice, monkeypatch):
+    monkeypatch.setattr("chats.consumers.GAP_GRACE_SECONDS", 0.05)
+    communicator = await open_agent_socket("alice")
+    try:
+        await burst_while_the_socket_cannot_read(events.agent_group(alice.pk), 20)  # capacity 2000
+        assert len([e for e in await drain(communicator) if e["type"] == "probe"]) == 20
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from(timeout=2) == {"type": "pong"}
+        assert await gap_frames(communicator) == []
+    finally:
+        await communicator.disconnect()

@@ -73,7 +73,7 @@ def test_an_event_leaves_only_after_commit(channel_layer, django_capture_on_comm
     assert len(callbacks) == 1
     before, after = commit(channel_layer, callbacks)
     assert before is None
-    assert after == {"type": "push", "event": {"type": "chat.updated", "n": 1}}
+    assert after["type"] == "push" and after["event"] == {"type": "chat.updated", "n": 1}
 
 
 @pytest.mark.django_db
@@ -215,7 +215,9 @@ async def test_the_relay_sends_outbox_rows_to_their_groups_and_survives_errors(c
     monkeypatch.setattr(realtime, "RELAY_INTERVAL_SECONDS", 0.01)
     channel = await _listen(channel_layer, GROUP)
     realtime.ensure_relay()
-    assert await _next(channel_layer, channel, timeout=2) == {"type": "push", "event": {"type": "probe", "n": 1}}
+    message = await _next(channel_layer, channel, timeout=2)
+    assert message["type"] == "push" and message["event"] == {"type": "probe", "n": 1}
+    assert message["group"] == GROUP and isinstance(message["n"], int)  # numbered by the relay
     assert batches == []
 
 
@@ -265,6 +267,77 @@ def test_a_burst_of_events_waiting_for_one_socket_all_reach_it(channel_layer, dj
     with django_capture_on_commit_callbacks(execute=True):
         with realtime.batched_pushes():
             for n in range(600):
-                realtime.publish_on_commit(GROUP, {"type": "queue.chat", "n": n})
+                realtime.publish_on_commit(GROUP, {"type": "message.created", "n": n})
 
     assert [event["n"] for event in listener.heard()[GROUP]] == list(range(600))
+
+
+# --- numbered per group, merged per flush (issue 11, item 1) ------------------------------------------
+
+
+@pytest.mark.django_db
+def test_pushes_are_numbered_per_group_before_the_layer(channel_layer, django_capture_on_commit_callbacks):
+    """A consumer can tell a push the layer dropped: the numbers of one group follow each other,
+    from where the group's counter stood."""
+    listener = GroupListener(channel_layer, [GROUP, "chat.7"])
+    (start,) = async_to_sync(realtime.positions)([GROUP]).values()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with realtime.batched_pushes():
+            for n in range(3):
+                realtime.publish_on_commit(GROUP, {"type": "message.created", "n": n})
+                realtime.publish_on_commit("chat.7", {"type": "message.created", "n": n})
+    with django_capture_on_commit_callbacks(execute=True):
+        realtime.publish_on_commit(GROUP, {"type": "message.created", "n": 3})
+
+    async def drain(channel):
+        return [await _next(channel_layer, channel, timeout=0.3) for _ in range(5)]
+
+    heard = [m for m in async_to_sync(drain)(listener.channels[GROUP]) if m]
+    assert [(m["group"], m["n"]) for m in heard] == [(GROUP, start + k) for k in range(1, 5)]
+    assert async_to_sync(realtime.positions)([GROUP]) == {GROUP: start + 4}
+
+
+@pytest.mark.django_db
+def test_the_queue_events_of_one_flush_reach_each_agent_as_one(channel_layer, django_capture_on_commit_callbacks):
+    """A batch of inbound texts queues many chats: the agents of the queue get one frame with each
+    chat at its newest version, not one frame per chat and change."""
+    from chats import events  # registers the merge
+
+    assert "queue.chat" in realtime._merges and events.merge_queue_chats
+    queue_group = "queue.5"
+    listener = GroupListener(channel_layer, [queue_group, GROUP])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with realtime.batched_pushes():
+            for chat_id in (1, 2, 3):
+                realtime.publish_on_commit(
+                    queue_group, {"type": "queue.chat", "chat_id": chat_id, "queue_id": 5, "status": "queued", "version": 1}
+                )
+            realtime.publish_on_commit(GROUP, {"type": "chat.updated", "n": 1})
+            realtime.publish_on_commit(
+                queue_group, {"type": "queue.chat", "chat_id": 2, "queue_id": 5, "status": "assigned", "version": 2}
+            )
+
+    heard = listener.heard()
+    assert heard[queue_group] == [
+        {
+            "type": "queue.chats",
+            "queue_id": 5,
+            "chats": [
+                {"chat_id": 1, "queue_id": 5, "status": "queued", "version": 1},
+                {"chat_id": 2, "queue_id": 5, "status": "assigned", "version": 2},
+                {"chat_id": 3, "queue_id": 5, "status": "queued", "version": 1},
+            ],
+        }
+    ]
+    assert heard[GROUP] == [{"type": "chat.updated", "n": 1}]
+
+
+@pytest.mark.django_db
+def test_a_single_queue_event_is_sent_as_it_is(channel_layer, django_capture_on_commit_callbacks):
+    listener = GroupListener(channel_layer, ["queue.5"])
+    event = {"type": "queue.chat", "chat_id": 1, "queue_id": 5, "status": "queued", "version": 1}
+    with django_capture_on_commit_callbacks(execute=True):
+        realtime.publish_on_commit("queue.5", event)
+    assert listener.heard()["queue.5"] == [event]

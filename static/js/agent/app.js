@@ -213,6 +213,10 @@ function onEvent(event) {
     case "queue.chat":
       onQueueChat(event);
       break;
+    case "queue.chats": // several queue.chat of one moment, merged by the server
+      for (const chat of event.chats) onQueueChat(chat, { render: false });
+      renderQueues();
+      break;
     case "message.created":
       // The SMS side of a call is the calls' (its chat is never in the chat list).
       if (!calls.onEvent(event)) onMessageCreated(event.message);
@@ -286,7 +290,7 @@ function onChatUpdated(chat, event) {
 // every queue.chat event moves one chat; an older event or answer never undoes a newer one.
 const WAITING_KEPT = 2000;
 
-function onQueueChat(event) {
+function onQueueChat(event, { render = true } = {}) {
   const local = state.waiting.get(event.chat_id);
   if (local && local.version >= event.version) return;
   state.waitingEpoch += 1;
@@ -303,7 +307,7 @@ function onQueueChat(event) {
     state.listVersion += 1;
     renderOffers();
   }
-  renderQueues();
+  if (render) renderQueues();
 }
 
 function mergeWaiting(queues, epochAtRequest) {

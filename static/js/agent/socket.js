@@ -1,7 +1,8 @@
 // /ws/agent/: a websocket that reconnects by itself (backoff up to 15 s), pings every 20 s to
 // keep the agent's presence, and hands each event to `onEvent`. Events carry a per-connection
-// `seq`; a gap, or any new connection, calls `onResync` so the page reloads what it may have
-// missed (GET state and the open transcript).
+// `seq`; a gap, a `stream.gap` frame (the server found pushes dropped before they reached this
+// socket) or any new connection calls `onResync` so the page reloads what it may have missed
+// (GET state and the open transcript).
 
 const PING_MS = 20_000;
 const MAX_BACKOFF_MS = 15_000;
@@ -39,6 +40,11 @@ export class AgentSocket {
         return;
       }
       if (event.type === "pong") return;
+      if (event.type === "stream.gap") {
+        // The server saw that the channel layer dropped pushes meant for this page.
+        this.onResync("gap");
+        return;
+      }
       if (typeof event.seq === "number") {
         const gap = this.seq && event.seq !== this.seq + 1;
         this.seq = event.seq;
