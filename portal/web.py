@@ -16,12 +16,20 @@ import signal
 import sys
 
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
 from daphne.server import Server
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10
 CHECK_EVERY = 0.05
+
+# Twisted parses a POST's form body into `request.args` before daphne sees the request, and
+# answers a multipart body it cannot parse (an empty one: just the closing boundary) with a bare
+# 400 of its own, no Content-Type, no body — the API's JSON error never had a chance (issue 11,
+# item 8). Daphne passes the raw body to Django and never reads `args`: switch the parse off
+# (Twisted sets the switch per request, from an argument daphne never passes).
+WebRequest._parsePOSTFormSubmission = property(lambda self: False, lambda self, value: None)
 
 
 class Draining:

@@ -1,6 +1,7 @@
 """`manage.py serve`: the web server, the task cluster and the sweeper together, stopped
 together; `--web-workers N` runs N web processes on one port."""
 import http.client
+import json
 import urllib.parse
 import os
 import signal
@@ -174,6 +175,25 @@ def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how)
     assert f"http://127.0.0.1:{port}/agent/" in printed
     assert "Web processes    2" in printed
     assert "Stopped." in printed
+
+
+def test_a_multipart_body_the_web_server_cannot_parse_reaches_the_api_and_gets_its_json_error(serve):
+    """Issue 11, item 8: Twisted, under daphne, answered an empty multipart body (just the closing
+    boundary, as HTTP clients send one) with a bare 400 before Django saw it: no Content-Type, no
+    body. Now the API answers, in JSON (here: no credentials)."""
+    process, port, output = serve()
+    for body in (b"--xyz--\r\n", b"garbage"):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(
+            "POST", "/apps/api/v1/sessionless_sms/", body=body,
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+        )
+        answer = conn.getresponse()
+        assert answer.status == 401 and answer.getheader("Content-Type") == "application/json"
+        assert json.loads(answer.read()) == {"error": "Authentication credentials were not provided."}
+        conn.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_SECONDS) == 0
 
 
 def test_with_redis_down_at_start_serve_stays_up_and_the_webhook_still_stores_texts(serve, tmp_path):

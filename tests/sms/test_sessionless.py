@@ -290,3 +290,15 @@ def test_dispatching_twice_sends_nothing_twice(api, committed):
 
     assert committed(sessionless.dispatch, request_id) == 0
     assert OutboundMessage.objects.filter(batch=request_id).count() == 4
+
+
+@pytest.mark.parametrize("body", [b"--xyz--\r\n", b"", b"garbage"])
+def test_a_multipart_body_without_fields_gets_the_documented_json_error(api, body):
+    """Issue 11, item 8: an empty or unreadable multipart body is a 400 with the API's JSON error
+    (the web server in front is tested in tests/portal/test_serve.py)."""
+    response = api.client.generic(
+        "POST", URL, body, content_type="multipart/form-data; boundary=xyz", HTTP_AUTHORIZATION=api.authorization
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) == {"error"} and response.json()["error"]
