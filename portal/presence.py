@@ -23,13 +23,15 @@ def set_agent_status(*, agent: AgentProfile, status: str) -> bool:
 
 def agent_connected(*, agent: AgentProfile) -> bool:
     """An adapter connection opened. An offline agent becomes available. Returns True when the
-    agent became available."""
+    agent can now be given chats and could not before (routing should run for their queues): they
+    became available, or were available with no adapter open — closed within the offline grace,
+    while chats that came meanwhile waited for an open one."""
     now = timezone.now()
     AgentProfile.objects.filter(pk=agent.pk).update(connection_count=F("connection_count") + 1, last_seen_at=now)
     agent.refresh_from_db(fields=["status", "connection_count", "last_seen_at"])
     if agent.status == AgentStatus.OFFLINE:
         return set_agent_status(agent=agent, status=AgentStatus.AVAILABLE)
-    return False
+    return agent.status == AgentStatus.AVAILABLE and agent.connection_count == 1
 
 
 def agent_disconnected(*, agent: AgentProfile) -> None:

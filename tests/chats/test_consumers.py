@@ -748,3 +748,40 @@ async def test_no_gap_is_reported_when_nothing_was_dropped(alice, monkeypatch):
         assert await gap_frames(communicator) == []
     finally:
         await communicator.disconnect()
+
+
+# --- a dismissed chat answered after its agent closed the adapter (issue 11, item 4) ----------------
+
+
+@database_sync_to_async
+def dismiss(chat: Chat) -> None:
+    from django.utils import timezone
+
+    from chats import timers
+
+    with transaction.atomic():
+        timers._dismiss(Chat.objects.select_for_update().get(pk=chat.pk), now=timezone.now())
+
+
+async def test_a_dismissed_chat_answered_after_its_agent_closed_the_adapter_waits_for_an_open_one(alice):
+    """A tour saw such a chat handed back to the agent whose page had closed, and dismissed again
+    a minute later with the consumer unanswered. It waits in the queue instead (Alice is still
+    "available" for the offline grace, but no page of hers is open), and goes to her as soon as
+    she opens the adapter again."""
+    communicator = await open_agent_socket("alice")
+    chat = await start_assigned_chat()
+    await dismiss(chat)
+    await communicator.disconnect()
+    closed = await reload_agent(alice)
+    assert closed.connection_count == 0 and closed.status == AgentStatus.AVAILABLE
+
+    assert await consumer_texts("Hello? Still need help") == "dismissed_requeued"
+    waiting = await consumer_chat()
+    assert waiting.pk == chat.pk and waiting.status == ChatStatus.QUEUED and waiting.agent_id is None
+
+    reopened = await open_agent_socket("alice")
+    try:
+        back = await consumer_chat()
+        assert back.status == ChatStatus.ASSIGNED and back.agent_id == alice.pk
+    finally:
+        await reopened.disconnect()
