@@ -2,6 +2,7 @@
 together; `--web-workers N` runs N web processes on one port."""
 import http.client
 import json
+from collections import Counter
 import urllib.parse
 import os
 import signal
@@ -278,6 +279,8 @@ def test_sigterm_in_the_middle_of_a_burst_answers_every_stored_text_and_stores_e
         stored = {sid for (sid,) in db.execute("SELECT message_sid FROM sms_inboundmessage")}
     answered = {sid for sid, status in outcomes if status == 200}
     refused = {sid for sid, status in outcomes if status != 200}
+    print(f"\nSIGTERM test: {len(outcomes)} requests, {len(answered)} answered 200, {len(refused)} refused "
+          f"({dict(Counter(status for _, status in outcomes))}), {len(stored)} stored")
     assert len(answered) >= 100
     assert answered <= stored, "answered 200 but not stored"
     assert not (refused & stored), "stored but not answered 200"
