@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Callable
 
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -89,13 +89,7 @@ def _send_all(pending: list[tuple[str, dict]]) -> None:
         if layer is None:
             return
 
-        async def send():
-            live = await _groups_listened_to(layer, {group for group, _ in pending})
-            heard = [(group, event) for group, event in pending if live is None or group in live]
-            for group, message in await sync_to_async(_numbered, thread_sensitive=False)(heard):
-                await layer.group_send(group, message)
-
-        async_to_sync(send)()
+        async_to_sync(_deliver)(layer, pending)
     except Exception:  # noqa: BLE001 — a push is best-effort; the browser refetches on reconnect
         log.exception("realtime push of %d events to %s failed", len(pending), ", ".join(sorted({g for g, _ in pending})))
 
@@ -199,11 +193,40 @@ async def positions(groups: list[str]) -> dict[str, int] | None:
         return None
 
 
+async def _deliver(layer, pending: list[tuple[str, dict]]) -> None:
+    """To the layer, numbered: only to groups somebody listens to (a group nobody listens to
+    needs neither a number nor a send)."""
+    live = await _groups_listened_to(layer, {group for group, _ in pending})
+    heard = [(group, event) for group, event in pending if live is None or group in live]
+    if settings.REDIS_URL:
+        numbered = await sync_to_async(_numbered, thread_sensitive=False)(heard)
+    else:
+        numbered = _numbered(heard)  # the process's own counters: no I/O
+        _forget_unheard(layer)
+    for group, message in numbered:
+        await layer.group_send(group, message)
+
+
+LOCAL_SEQ_KEPT = 10_000
+
+
+def _forget_unheard(layer) -> None:
+    """The process's counters of groups nobody listens to any more (chats long closed) are
+    dropped once there are many: a socket that joins again takes its baseline after joining."""
+    if len(_local_seq) <= LOCAL_SEQ_KEPT or not isinstance(layer, InMemoryChannelLayer):
+        return
+    with _local_lock:
+        for group in [g for g in _local_seq if not layer.groups.get(g)]:
+            del _local_seq[group]
+
+
 async def _groups_listened_to(layer, groups: set[str]) -> set[str] | None:
-    """Of `groups`, those with a live member, on the Redis channel layer: one pipelined round
+    """Of `groups`, those with a live member. On the Redis channel layer one pipelined round
     trip per Redis host, where `group_send` takes two per event even when nobody listens (the
-    own group of a chat nobody has open, most of a sweeper batch's). None for other layers:
-    send every event."""
+    own group of a chat nobody has open, most of a sweeper batch's); the in-memory layer's own
+    table. None for other layers: send every event."""
+    if isinstance(layer, InMemoryChannelLayer):
+        return {group for group in groups if layer.groups.get(group)}
     try:
         from channels_redis.core import RedisChannelLayer
     except ImportError:  # pragma: no cover — installed with the project
@@ -242,8 +265,8 @@ async def _relay_forever() -> None:
     while True:
         try:
             rows = await sync_to_async(_take_outbox)()
-            for group, message in _numbered(_coalesced(rows)):
-                await layer.group_send(group, message)
+            if rows:
+                await _deliver(layer, _coalesced(rows))
         except Exception:  # noqa: BLE001
             log.exception("realtime relay failed; retrying")
         await asyncio.sleep(RELAY_INTERVAL_SECONDS)

@@ -341,3 +341,20 @@ def test_a_single_queue_event_is_sent_as_it_is(channel_layer, django_capture_on_
     with django_capture_on_commit_callbacks(execute=True):
         realtime.publish_on_commit("queue.5", event)
     assert listener.heard()["queue.5"] == [event]
+
+
+@needs_no_redis
+@pytest.mark.django_db
+def test_the_web_process_forgets_the_counters_of_groups_nobody_listens_to(
+    channel_layer, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Without Redis the numbers live in the web process: one per chat ever pushed would grow
+    without end. Groups nobody listens to any more are dropped once there are many."""
+    monkeypatch.setattr(realtime, "LOCAL_SEQ_KEPT", 1)
+    monkeypatch.setattr(realtime, "_local_seq", {"chat.1": 7, "chat.2": 3})
+    GroupListener(channel_layer, [GROUP])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        realtime.publish_on_commit(GROUP, {"type": "probe"})
+
+    assert set(realtime._local_seq) == {GROUP}
