@@ -16,9 +16,10 @@ from chats.models import Author, Chat, ChatStatus, Media, Message, Offer
 from chats.serializers import AgentChatSerializer, AgentSerializer, MessageSerializer, consumer_number_for
 from chats.stats import agent_stats
 from portal import crm
-from portal.models import AgentProfile, ChatSettings, ChatShortcut, CrmContact
+from portal.models import AgentProfile, AgentStatus, ChatSettings, ChatShortcut, CrmContact
 from portal.presence import set_agent_status
 from queues.models import Queue
+from queues.routing import eligible_agents
 from sms.models import NumberRole, PhoneNumber
 
 
@@ -146,7 +147,7 @@ def _queues_waiting(queue_ids: list[int]) -> list[dict]:
 
 
 class StatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["available", "away", "offline"])
+    status = serializers.ChoiceField(choices=AgentStatus.values)
 
 
 class StatusView(AgentView):
@@ -309,7 +310,7 @@ class StatsView(AgentView):
 
 class TransferTargetsView(AgentView):
     def get(self, request):
-        agents = AgentProfile.objects.exclude(pk=self.agent.pk).filter(status="available", connection_count__gt=0)
+        agents = eligible_agents().exclude(pk=self.agent.pk)
         queues = Queue.objects.filter(sms_enabled=True, children__isnull=True)
         return Response(
             {

@@ -29,10 +29,10 @@ from chats.states import save_and_announce, transition
 from chats.timers import recompute_deadline
 from portal import crm
 from portal.aftercommit import AfterCommitBatch
-from portal.models import AgentProfile, AgentStatus, ChatSettings
+from portal.models import AgentProfile, ChatSettings
 from queues.hours import is_open
 from queues.models import AnswerType, Queue, queue_text
-from queues.routing import candidate_agents, queue_agents
+from queues.routing import candidate_agents, is_eligible, queue_agents
 from sms.models import NumberRole, OutboundMessage, PhoneNumber
 from sms.pipeline import SendRefused, is_do_not_contact, queue_sms
 
@@ -211,12 +211,7 @@ def _lock_agent_with_capacity(queue: Queue, exclude_ids=()) -> AgentProfile | No
         try:
             with transaction.atomic():
                 agent = AgentProfile.objects.select_for_update().filter(pk=candidate.pk).first()
-                if (
-                    agent is not None
-                    and agent.status == AgentStatus.AVAILABLE
-                    and agent.connection_count > 0
-                    and agent_load(agent) < agent.max_concurrent_chats
-                ):
+                if agent is not None and is_eligible(agent) and agent_load(agent) < agent.max_concurrent_chats:
                     return agent
                 raise _NoRoom
         except _NoRoom:
@@ -412,7 +407,7 @@ def _transfer_failure(chat, agent, to_agent, to_queue) -> str:
         # Locked (chat row first, then agent row, as everywhere) so the capacity read here
         # still holds when the chat is handed over.
         target = AgentProfile.objects.select_for_update().filter(pk=to_agent.pk).first()
-        if target is None or target.status != "available" or target.connection_count <= 0:
+        if target is None or not is_eligible(target):
             return f"{to_agent} is not available."
         if agent_load(target) >= target.max_concurrent_chats:
             return f"{to_agent} has no room for another chat."

@@ -8,6 +8,19 @@ from portal.models import AgentProfile, AgentStatus
 from queues.models import Queue
 
 
+# Who can be given a chat at all (the rule, written once): available, with the adapter open.
+ELIGIBLE = Q(status=AgentStatus.AVAILABLE, connection_count__gt=0)
+
+
+def is_eligible(agent: AgentProfile) -> bool:
+    """ELIGIBLE for one agent already read (a row just locked, to check again under the lock)."""
+    return agent.status == AgentStatus.AVAILABLE and agent.connection_count > 0
+
+
+def eligible_agents():
+    return AgentProfile.objects.filter(ELIGIBLE)
+
+
 def queue_agents(queue: Queue):
     return AgentProfile.objects.filter(Q(queues=queue) | Q(teams__queues=queue)).distinct()
 
@@ -19,6 +32,6 @@ def candidate_agents(queue: Queue, *, exclude_ids=()):
     return (
         AgentProfile.objects.filter(pk__in=queue_agents(queue).values("pk"))
         .exclude(pk__in=list(exclude_ids))
-        .filter(status=AgentStatus.AVAILABLE, connection_count__gt=0)
+        .filter(ELIGIBLE)
         .order_by(Coalesce("last_assignment_at", never).asc(), "pk")
     )
