@@ -164,37 +164,53 @@ def _portal_number(number: str, *, lock: bool) -> PhoneNumber | None:
     return cached(("portal_number", number), numbers.first)  # once per request or batch
 
 
-def _queue_checked(message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime, *, limited: bool) -> str:
-    """The checks of queue_sms on an unsaved message, which is saved in the status they lead to.
-    Returns the refusal's text, else ""."""
+SUPPRESSED_DETAIL = "Recipient is on the do-not-contact list."
+
+
+def _admission(
+    message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime, *, opted_out: bool, duplicate=None
+) -> tuple[str, str]:
+    """The admission rule of the pipeline (SPEC S11), written once for `queue_sms`,
+    `queue_sms_many` and `admit_pending`: do-not-contact, then the duplicate limiter
+    (`duplicate`, a check to call, for the kinds it applies to), then quiet hours for proactive
+    messages, else queued. Sets the fields the outcome needs (when it is next due, its lease,
+    its expiry) and returns the status the message goes to and the detail of that change; the
+    caller saves and records it its own way (one row, a row it holds, or a bulk insert)."""
     to, from_number = message.to_number, message.from_number
-    if not message.bypass_do_not_contact and is_do_not_contact(to, from_number):
-        message.status = MessageStatus.SUPPRESSED
-        message.error_message = "Recipient is on the do-not-contact list."
-        message.save()
-        _record(message, MessageStatus.SUPPRESSED, detail=message.error_message)
+    if not message.bypass_do_not_contact and opted_out:
+        message.error_message = SUPPRESSED_DETAIL
         log.info("outbound suppressed: to=%s from=%s (do not contact)", to, from_number)
-        return ""
-
-    if limited and _is_duplicate(message, chat_settings, now):
-        return DUPLICATE_MESSAGE_ERROR
-
+        return MessageStatus.SUPPRESSED, SUPPRESSED_DETAIL
+    if duplicate is not None and duplicate():
+        return MessageStatus.REFUSED, DUPLICATE_MESSAGE_ERROR
     if message.proactive:
         opens = next_send_time(to, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
         if opens > now:
-            message.status = MessageStatus.HELD
             message.next_attempt_at = opens
             message.expires_at = message.expires_at or opens + HELD_MESSAGE_LIFETIME
-            message.save()
-            _record(message, MessageStatus.HELD, detail=f"Quiet hours: goes out at {opens.isoformat()}.")
-            return ""
-
-    message.status = MessageStatus.QUEUED
+            return MessageStatus.HELD, f"Quiet hours: goes out at {opens.isoformat()}."
     message.next_attempt_at = now
     message.lease_until = now + ENQUEUE_GRACE
+    return MessageStatus.QUEUED, ""
+
+
+def _queue_checked(message: OutboundMessage, chat_settings: ChatSettings, now: dt.datetime, *, limited: bool) -> str:
+    """The checks of queue_sms on an unsaved message, which is saved in the status they lead to.
+    Returns the refusal's text, else ""."""
+    status, detail = _admission(
+        message,
+        chat_settings,
+        now,
+        opted_out=is_do_not_contact(message.to_number, message.from_number),
+        duplicate=(lambda: _is_duplicate(message, chat_settings, now)) if limited else None,
+    )
+    if status == MessageStatus.REFUSED:
+        return detail  # nothing is saved: the caller raises SendRefused
+    message.status = status
     message.save()
-    _record(message, MessageStatus.QUEUED)
-    enqueue_send(message)
+    _record(message, status, detail=detail)
+    if status == MessageStatus.QUEUED:
+        enqueue_send(message)
     return ""
 
 
@@ -502,9 +518,8 @@ PROVIDER_STATUS_MAP = {
 
 def admit_pending(message: OutboundMessage) -> str:
     """Put a message created `pending` (a session-less request's, made up front so its status
-    can be shown at once) through the checks `queue_sms` makes — do-not-contact, duplicate
-    limiter, quiet hours, expiry — and schedule its sending. The caller holds the row lock.
-    Returns the status it ends in."""
+    can be shown at once) through the checks `queue_sms` makes — expiry, then `_admission` — and
+    schedule its sending. The caller holds the row lock. Returns the status it ends in."""
     chat_settings = ChatSettings.load()
     now = timezone.now()
     if message.status != MessageStatus.PENDING:
@@ -512,28 +527,24 @@ def admit_pending(message: OutboundMessage) -> str:
     if message.expires_at and message.expires_at <= now:
         set_status(message, MessageStatus.EXPIRED, detail="Not sent before it expired.")
         return message.status
-    if not message.bypass_do_not_contact and is_do_not_contact(message.to_number, message.from_number):
-        set_status(message, MessageStatus.SUPPRESSED, detail="Recipient is on the do-not-contact list.")
-        return message.status
-    if message.kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and message.body:
+
+    def duplicate() -> bool:
         _portal_number(message.from_number, lock=True)  # the duplicate limiter's lock, as in queue_sms
-        if _is_duplicate(message, chat_settings, now):
-            set_status(message, MessageStatus.REFUSED, detail=DUPLICATE_MESSAGE_ERROR)
-            return message.status
-    if message.proactive:
-        opens = next_send_time(message.to_number, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
-        if opens > now:
-            message.next_attempt_at = opens
-            if message.expires_at is None:
-                message.expires_at = opens + HELD_MESSAGE_LIFETIME
-            message.save(update_fields=["next_attempt_at", "expires_at", "updated_at"])
-            set_status(message, MessageStatus.HELD, detail=f"Quiet hours: goes out at {opens.isoformat()}.")
-            return message.status
-    message.next_attempt_at = now
-    message.lease_until = now + ENQUEUE_GRACE
-    message.save(update_fields=["next_attempt_at", "lease_until", "updated_at"])
-    set_status(message, MessageStatus.QUEUED)
-    enqueue_send(message)
+        return _is_duplicate(message, chat_settings, now)
+
+    limited = message.kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and message.body
+    status, detail = _admission(
+        message,
+        chat_settings,
+        now,
+        opted_out=is_do_not_contact(message.to_number, message.from_number),
+        duplicate=duplicate if limited else None,
+    )
+    if status in (MessageStatus.HELD, MessageStatus.QUEUED):
+        message.save(update_fields=["next_attempt_at", "lease_until", "expires_at", "updated_at"])
+    set_status(message, status, detail=detail)
+    if status == MessageStatus.QUEUED:
+        enqueue_send(message)
     return message.status
 
 
@@ -599,24 +610,7 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
             expires_at=request.get("expires_at"),
             bypass_do_not_contact=request.get("ignore_do_not_contact", False),
         )
-        detail = ""
-        suppressed = not message.bypass_do_not_contact and (to, from_number) in blocked
-        opens = now
-        if message.proactive and not suppressed:
-            opens = next_send_time(to, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
-        if suppressed:
-            message.status = MessageStatus.SUPPRESSED
-            message.error_message = detail = "Recipient is on the do-not-contact list."
-            log.info("outbound suppressed: to=%s from=%s (do not contact)", to, from_number)
-        elif opens > now:
-            message.status = MessageStatus.HELD
-            message.next_attempt_at = opens
-            message.expires_at = message.expires_at or opens + HELD_MESSAGE_LIFETIME
-            detail = f"Quiet hours: goes out at {opens.isoformat()}."
-        else:
-            message.status = MessageStatus.QUEUED
-            message.next_attempt_at = now
-            message.lease_until = now + ENQUEUE_GRACE
+        message.status, detail = _admission(message, chat_settings, now, opted_out=(to, from_number) in blocked)
         messages.append(message)
         details.append(detail)
     if messages:
