@@ -37,7 +37,7 @@ from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms.models import InboundMessage, InboundState, InboundWake
-from sms.pipeline import batched_sends
+from sms.send_queue import batched_sends
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _clear_wake() -> None:
 
 
 def _broker():
-    from sms.pipeline import _broker as process_broker
+    from sms.send_queue import _broker as process_broker
 
     return process_broker()
 

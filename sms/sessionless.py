@@ -19,7 +19,8 @@ from portal.models import ChatSettings
 from sms import ratelimit
 from sms.models import MessageStatus, NumberUsage, OutboundMessage, PhoneNumber, SessionlessRequest
 from sms.numbers import is_us_number, parse_e164, validate_portal_number
-from sms.pipeline import admit_pending, set_status
+from sms.pipeline import admit_pending
+from sms.statuses import set_status
 from sms.segments import count_segments
 
 log = logging.getLogger(__name__)

@@ -34,15 +34,9 @@ from portal.models import ChatSettings
 from portal.singletons import cached_singletons
 from sms import ratelimit
 from sms.models import MessageStatus, OutboundMessage
-from sms.pipeline import (
-    ENQUEUE_GRACE,
-    add_do_not_contact,
-    enqueue_sends,
-    is_do_not_contact,
-    record_provider_sid,
-    set_status,
-    sweep_early_callbacks,
-)
+from sms.pipeline import add_do_not_contact, is_do_not_contact
+from sms.send_queue import ENQUEUE_GRACE, enqueue_sends
+from sms.statuses import record_provider_sid, set_status, sweep_early_callbacks
 from sms.providers import ProviderError, get_provider
 from sms.providers.base import OutgoingSms
 from sms.providers.twilio import UNSUBSCRIBED_RECIPIENT
@@ -145,7 +139,7 @@ _lease_keeper = _LeaseKeeper()
 
 
 def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
-    """Send several messages one after the other (a batch's replies: `pipeline.send_tasks` keeps
+    """Send several messages one after the other (a batch's replies: `send_queue.send_tasks` keeps
     each recipient's in one task, in order). Each is `send_message` with its own lease: one that
     fails or is skipped never stops the others. Returns how many ended each way."""
     results: Counter = Counter()

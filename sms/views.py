@@ -1,13 +1,13 @@
 """The provider's status callback: POST /sms/twilio/status/ (SPEC S11 step 7). A callback that
 overtakes the answer to the send (its sid not saved yet) is kept and applied when the sid is
-saved (sms.pipeline.apply_provider_status)."""
+saved (sms.statuses.apply_provider_status)."""
 import logging
 
 from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from sms.pipeline import apply_provider_status
+from sms.statuses import apply_provider_status
 from sms.signatures import is_valid_twilio_request
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from chats import intake, services
 from chats.models import ChatStatus, Message
 from sms.models import InboundMessage, InboundState, MessageStatus, OutboundMessage
-from sms.pipeline import SEND_MANY, SEND_ONE
+from sms.send_queue import SEND_MANY, SEND_ONE
 from tests.chats.conftest import CONSUMER, GREETING, MENU, PORTAL
 from tests.factories import make_transcript
 from tests.webhooks import post_inbound
@@ -58,10 +58,10 @@ def task_queue(monkeypatch):
     from django_q.conf import Conf
     from django_q.signing import SignedPackage
 
-    from sms import pipeline
+    from sms import send_queue
 
     MemoryBroker.enqueued = []
-    monkeypatch.setattr(pipeline._brokers, "broker", None, raising=False)  # the thread's cached one
+    monkeypatch.setattr(send_queue._brokers, "broker", None, raising=False)  # the thread's cached one
     monkeypatch.setattr(Conf, "SYNC", False)
     monkeypatch.setattr(Conf, "BROKER_CLASS", f"{__name__}.MemoryBroker")
 

@@ -17,6 +17,7 @@ from sms.models import DoNotContact, MessageStatus, OutboundMessage, RateWindow
 from sms.pipeline import DUPLICATE_MESSAGE_ERROR, SendRefused, add_do_not_contact, queue_sms
 from sms.tasks import retry_delay, send_message, sweep_outbound
 from tests.factories import make_sending_number, update_chat_settings
+from tests.layers import GroupListener, fresh_channel_layer
 
 SENDER = "+15550100001"
 OTHER_SENDER = "+15550100002"
@@ -164,23 +165,27 @@ def test_running_the_send_task_again_sends_nothing_more(fake, sender, send):
     assert len(posts(fake)) == 1
 
 
-def test_each_status_change_is_pushed_to_the_notify_group(fake, sender, send, monkeypatch):
-    pushed = []
-    monkeypatch.setattr("sms.pipeline.publish_on_commit", lambda group, event: pushed.append((group, event)))
+def test_each_status_change_is_pushed_to_the_notify_group_after_commit(
+    fake, sender, settings, django_capture_on_commit_callbacks
+):
+    """Heard on the real channel layer, and only once the transaction that queued it commits."""
+    listener = GroupListener(fresh_channel_layer(settings), ["chat.42"])
 
-    message = send(notify_group="chat.42")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        message = queue_sms(to=CONSUMER, from_number=SENDER, body="Your order has shipped.", notify_group="chat.42")
+    assert listener.heard(quiet=0.1)["chat.42"] == []  # nothing before the commit
 
-    assert pushed == [
-        (
-            "chat.42",
-            {
-                "type": "message.status",
-                "outbound_id": message.pk,
-                "status": "queued",
-                "error_code": "",
-                "error_message": "",
-            },
-        )
+    for callback in callbacks:
+        callback()
+
+    assert listener.heard()["chat.42"] == [
+        {
+            "type": "message.status",
+            "outbound_id": message.pk,
+            "status": "queued",
+            "error_code": "",
+            "error_message": "",
+        }
     ]
 
 

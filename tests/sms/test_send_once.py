@@ -23,7 +23,8 @@ from django.utils import timezone
 from django_q.models import Failure, Success
 
 from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
-from sms.pipeline import ENQUEUE_GRACE, queue_sms
+from sms.pipeline import queue_sms
+from sms.send_queue import ENQUEUE_GRACE
 from sms.tasks import SEND_LEASE, send_message, sweep_outbound
 from tests.factories import make_sending_number
 from tests.fakes.twilio_server import FakeTwilio
@@ -442,7 +443,7 @@ def test_an_early_undelivered_keeps_its_error_code(twilio_settings, sender, cloc
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED
 
-    from sms.pipeline import record_provider_sid
+    from sms.statuses import record_provider_sid
 
     record_provider_sid(message.pk, sid)
 

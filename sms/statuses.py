@@ -1,0 +1,181 @@
+"""Where an outbound message's status moves (SPEC S11 step 7): forward only, each change recorded
+as a MessageStatusEvent and told to the event webhooks and the message's notify group; the
+provider's status callbacks, including those that arrive before the send's answer saved the sid."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from portal import webhooks
+from portal.models import WebhookEvent
+from portal.realtime import publish_on_commit
+from sms.models import FINAL_STATUSES, STATUS_RANK, MessageStatus, MessageStatusEvent, OutboundMessage, PendingProviderStatus
+
+log = logging.getLogger(__name__)
+
+# Early status callbacks (before the sid is saved) are kept this long for their message.
+EARLY_CALLBACK_LIFETIME = dt.timedelta(days=1)
+SWEEP_CALLBACKS = 200
+
+
+def set_status(
+    message: OutboundMessage,
+    status: str,
+    *,
+    error_code: str = "",
+    detail: str = "",
+    source: str = "portal",
+) -> bool:
+    """Move a message forward to `status` (never backwards, SPEC S11 step 7), record the change
+    and tell its notify group. Returns whether anything changed. The caller holds the row lock."""
+    if source == "provider":
+        status = PROVIDER_STATUS_MAP.get(status, status)
+    if status not in STATUS_RANK:
+        log.warning("unknown message status %r for message %s", status, message.pk)
+        return False
+    current = message.status
+    if current == status or current in FINAL_STATUSES or STATUS_RANK[status] < STATUS_RANK[current]:
+        return False
+    message.status = status
+    fields = ["status", "updated_at"]
+    if error_code:
+        message.error_code = str(error_code)[:20]
+        fields.append("error_code")
+    if detail and status in FINAL_STATUSES:
+        message.error_message = detail[:500]
+        fields.append("error_message")
+    message.save(update_fields=fields)
+    record_status(message, status, error_code=error_code, detail=detail, source=source)
+    return True
+
+
+def record_status(message: OutboundMessage, status: str, *, error_code: str = "", detail: str = "", source: str = "portal"):
+    MessageStatusEvent.objects.create(
+        message=message, status=status, error_code=str(error_code or "")[:20], detail=detail[:500], source=source
+    )
+    announce_status(message, status, error_code=error_code)
+
+
+def announce_status(message: OutboundMessage, status: str, *, error_code: str = "") -> None:
+    """A status change, told to the event webhooks and to the message's notify group."""
+    webhooks.emit(
+        WebhookEvent.MESSAGE_STATUS,
+        {
+            "sms_id": message.pk,
+            "status": status,
+            "to": message.to_number,
+            "from": message.from_number,
+            "kind": message.kind,
+            "group": message.notify_group or None,
+            "request_id": message.batch or None,
+            "error_code": str(error_code or message.error_code or ""),
+            "error_message": message.error_message,
+            "segments": message.segments,
+        },
+    )
+    publish_on_commit(
+        message.notify_group,
+        {
+            "type": "message.status",
+            "outbound_id": message.pk,
+            "status": status,
+            "error_code": str(error_code or ""),
+            "error_message": message.error_message,
+        },
+    )
+
+
+def apply_provider_status(*, provider_sid: str, status: str, error_code: str = "", detail: str = "") -> bool:
+    """A status callback from the provider (Twilio's, or the local provider's). Twilio may call
+    back before the answer to the send reaches the worker and the sid is saved: such a callback
+    is kept (PendingProviderStatus) and applied by `record_provider_sid`. Returns whether the
+    message's status changed."""
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(provider_sid=provider_sid).first()
+        if message is not None:
+            return set_status(message, status, error_code=error_code, detail=detail, source="provider")
+        PendingProviderStatus.objects.create(
+            provider_sid=provider_sid[:64], status=status[:20], error_code=str(error_code or "")[:20], detail=detail[:500]
+        )
+    log.info("status callback before its message's sid was saved: sid=%s status=%s (kept)", provider_sid, status)
+    # The sid may have been saved since we looked. Run in autocommit (the webhook), either this
+    # look or the sender's look for early callbacks, each made after its own write committed,
+    # sees the other's write; the outbound sweeper catches anything else.
+    return apply_pending_statuses(provider_sid)
+
+
+def record_provider_sid(message_id: int, provider_sid: str, statuses: tuple[str, ...] = ()) -> None:
+    """The provider took the message: save its sid (the send is over: no next try, no lease),
+    then apply `statuses` (what the provider answered, or — the local provider — reports at
+    once) and any callback that arrived before the sid was saved. One transaction, one row
+    lock, and only when there is a status to apply."""
+    OutboundMessage.objects.filter(pk=message_id).update(
+        provider_sid=provider_sid,
+        error_code="",
+        next_attempt_at=None,
+        lease_until=None,
+        attempt_started_at=None,
+        updated_at=timezone.now(),
+    )
+    # An answer of "queued" (or "accepted") is where the message already is: nothing to apply.
+    forward = [
+        status for status in statuses
+        if STATUS_RANK.get(PROVIDER_STATUS_MAP.get(status, status), 0) > STATUS_RANK[MessageStatus.QUEUED]
+    ]
+    apply_pending_statuses(provider_sid, forward)
+
+
+def apply_pending_statuses(provider_sid: str, statuses: list[str] | tuple[str, ...] = ()) -> bool:
+    """Apply `statuses` and the kept early callbacks of `provider_sid` to its message, in order
+    (a status still never moves backwards), and forget those callbacks."""
+    early = list(PendingProviderStatus.objects.filter(provider_sid=provider_sid)) if provider_sid else []
+    if not statuses and not early:
+        return False
+    changed = False
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(provider_sid=provider_sid).first()
+        if message is None:
+            return False
+        for status in statuses:
+            changed |= set_status(message, status, source="provider")
+        if early:
+            # Read again under the message's lock: another applier may have taken them already.
+            for callback in PendingProviderStatus.objects.filter(provider_sid=provider_sid):
+                changed |= set_status(
+                    message, callback.status, error_code=callback.error_code, detail=callback.detail, source="provider"
+                )
+            PendingProviderStatus.objects.filter(provider_sid=provider_sid).delete()
+    return changed
+
+
+def sweep_early_callbacks(now: dt.datetime) -> int:
+    """Apply kept callbacks whose message has its sid by now (a safety net for callers of
+    apply_provider_status inside a longer transaction), and drop those whose sid never showed up
+    after a day (a message another system sent from the same account). Returns how many were
+    applied."""
+    sids = list(
+        PendingProviderStatus.objects.filter(
+            provider_sid__in=OutboundMessage.objects.filter(provider_sid__isnull=False).values("provider_sid")
+        )
+        .values_list("provider_sid", flat=True)
+        .distinct()[:SWEEP_CALLBACKS]
+    )
+    for sid in sids:
+        apply_pending_statuses(sid)
+    PendingProviderStatus.objects.filter(received_at__lt=now - EARLY_CALLBACK_LIFETIME).delete()
+    return len(sids)
+
+
+# Twilio statuses that have no twin of their own here.
+PROVIDER_STATUS_MAP = {
+    "accepted": MessageStatus.QUEUED,
+    "scheduled": MessageStatus.QUEUED,
+    "canceled": MessageStatus.FAILED,
+    "receiving": MessageStatus.SENT,
+    "received": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "partially_delivered": MessageStatus.DELIVERED,
+}
