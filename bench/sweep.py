@@ -65,7 +65,7 @@ def create_due_chats(count: int, tag: str):
     from django.utils import timezone
 
     from chats.models import Chat, ChatStatus, Participant, ParticipantType
-    from chats.timers import DeadlineKind
+    from chats.deadlines import DeadlineKind
     from queues.models import Queue, QueueMessages
     from sms.models import PhoneNumber, Verification
 
@@ -165,7 +165,7 @@ def queries_for_one(number, queue) -> int:
 
     from chats import timers
     from chats.models import Chat, ChatStatus
-    from chats.timers import DeadlineKind
+    from chats.deadlines import DeadlineKind
 
     past = timezone.now() - dt.timedelta(minutes=5)
     Chat.objects.create(

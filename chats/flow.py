@@ -24,7 +24,7 @@ from chats.models import (
     ParticipantType,
 )
 from chats.states import transition
-from chats.timers import recompute_deadline
+from chats.deadlines import recompute_deadline
 from portal.keywords import normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings

@@ -26,7 +26,7 @@ from chats.models import (
     Transfer,
 )
 from chats.states import save_and_announce, transition
-from chats.timers import recompute_deadline
+from chats.deadlines import recompute_deadline
 from portal import crm
 from portal.aftercommit import AfterCommitBatch
 from portal.models import AgentProfile, ChatSettings

@@ -5,7 +5,10 @@ from django.db.models import F
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from chats import events
+from chats.deadlines import DeadlineFacts, recompute_deadline
 from chats.models import Chat, ChatEvent, ChatStatus
+from portal.models import ChatSettings
 
 ALLOWED = {
     ChatStatus.SELECTING: {ChatStatus.QUEUED, ChatStatus.ASSIGNED, ChatStatus.FINISHED},
@@ -43,8 +46,6 @@ def save_and_announce(
     two requests, whose after-commit pushes have no order) keeps the newer. The caller holds the
     chat's row lock inside a transaction, so the version it read is the row's; the row counts on
     from its own value all the same, so a copy read earlier can never set it back."""
-    from chats import events
-
     version = chat.version + 1
     chat.version = F("version") + 1
     chat.save(update_fields=sorted({*fields, "version"}))
@@ -55,15 +56,13 @@ def save_and_announce(
 def _move(chat: Chat, new_status: str, *, now, **deadline_facts) -> set[str]:
     """The part of a move that is each chat's own: the status, its time stamp and the deadline
     recomputed. Returns the fields it set."""
-    from chats import timers
-
     chat.status = new_status
     fields = {"status"}
     stamp = STAMPS.get(new_status)
     if stamp:
         setattr(chat, stamp, now)
         fields.add(stamp)
-    return fields | timers.recompute_deadline(chat, now=now, **deadline_facts)
+    return fields | recompute_deadline(chat, now=now, **deadline_facts)
 
 
 def transition(
@@ -91,9 +90,6 @@ def transition_many(
     holds each chat's event data by chat id. Each ChatEvent is announced (post_save) as a saved
     one is, so the event webhooks hear of it. The caller holds the chats' row locks inside a
     transaction; nothing is changed when one of them may not move."""
-    from chats import events, timers
-    from portal.models import ChatSettings
-
     for chat in chats:
         if not can_transition(chat, new_status):
             raise TransitionNotAllowed(chat, new_status)
@@ -101,7 +97,7 @@ def transition_many(
         return
     now = timezone.now()
     chat_settings = ChatSettings.load()
-    facts = timers.DeadlineFacts()
+    facts = DeadlineFacts()
     fields = set(extra_fields)
     previous = {}
     for chat in chats:

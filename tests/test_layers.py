@@ -123,3 +123,78 @@ def test_relative_imports_are_resolved_from_the_module_package():
     names = [name for _, name in imported_modules("from ..models import X\nfrom . import hours\n", "queues/sub/a.py")]
 
     assert names == ["queues.models", "queues.sub", "queues.sub.hours"]
+
+
+# --- no import cycle inside an app (issue 12) ------------------------------------------------------
+
+
+def imported_project_modules(relative: str) -> set[str]:
+    """The project modules `relative` imports, at any depth: `from chats import services` counts
+    as chats.services (the checks above need only the package; a cycle needs the module)."""
+    source = (ROOT / relative).read_text(encoding="utf-8")
+    names = {name for _, name in imported_modules(source, relative)}
+    for node in ast.walk(ast.parse(source, filename=relative)):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        while parts and not ((ROOT / Path(*parts)).with_suffix(".py").exists() or (ROOT / Path(*parts) / "__init__.py").exists()):
+            parts = parts[:-1]
+        if len(parts) > 1:
+            found.add(".".join(parts))
+    return found - {module_name(relative)}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or round about (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+@pytest.mark.parametrize("app", LAYERS)
+def test_no_module_of_an_app_imports_itself_round_about(app):
+    """Not at the top of a file, not inside a function: a lazy import that holds a cycle open
+    hides which module depends on which."""
+    graph = {}
+    for relative in project_files():
+        if relative.startswith(f"{app}/") and "/migrations/" not in relative:
+            graph[module_name(relative)] = {
+                name for name in imported_project_modules(relative) if name.split(".")[0] == app
+            }
+
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle_round_about():
+    assert import_cycles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "a.w": {"a.x"}}) == [["a.x", "a.y", "a.z"]]
+    assert import_cycles({"a.x": {"a.y"}, "a.y": set()}) == []

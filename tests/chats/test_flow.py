@@ -21,7 +21,7 @@ from chats.models import (
     Transfer,
 )
 from chats.services import ChatActionError
-from chats.timers import DeadlineKind
+from chats.deadlines import DeadlineKind
 from portal import presence
 from portal.models import AgentProfile, AgentStatus
 from queues.models import AnswerType

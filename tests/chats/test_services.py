@@ -15,7 +15,7 @@ from chats.models import (
 )
 from chats.services import ChatActionError
 from chats.states import save_and_announce
-from chats.timers import DeadlineKind
+from chats.deadlines import DeadlineKind
 from portal import crm
 from portal.models import CrmContact, CrmEntry, CrmRecord
 from sms.models import DoNotContact, NumberDirection, NumberRole, OutboundMessage

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from chats import services, states, sweepers, timers
+from chats import deadlines, services, states, sweepers, timers
 from chats.models import (
     Author,
     Chat,
@@ -27,7 +27,7 @@ from chats.models import (
     Participant,
     ParticipantType,
 )
-from chats.timers import DeadlineKind
+from chats.deadlines import DeadlineKind
 from portal import presence
 from portal.models import AgentStatus, EventWebhook
 from queues.hours import hours_period
@@ -185,7 +185,7 @@ def test_a_global_value_changed_later_applies_at_the_next_recompute(phone, clock
     clock.shift(minutes(10))
     # The stored deadline is still the old one; the sweeper decides by the stored column.
     assert sweep() == 0
-    timers.recompute_deadline(chat)
+    deadlines.recompute_deadline(chat)
     chat.save()
     assert sweep() == 1
     assert finished(chat, FinishReason.EXPIRED_UNANSWERED)
@@ -584,7 +584,7 @@ def test_outbound_chats_are_never_dismissed(phone, alice, go_online, committed, 
 def test_the_sms_side_of_a_call_has_no_deadline(support, chat_type):
     chat = Chat.objects.create(consumer_number=CONSUMER, portal_number=support.number, chat_type=chat_type)
 
-    timers.recompute_deadline(chat)
+    deadlines.recompute_deadline(chat)
 
     assert chat.deadline_at is None and chat.deadline_kind == ""
 
@@ -607,10 +607,10 @@ def test_a_chat_acted_on_once_is_not_acted_on_again(phone, clock, sweep):
 def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkeypatch):
     chats = make_queued_chats(support.billing, support.number, 3)
     for chat in chats:
-        timers.recompute_deadline(chat)
+        deadlines.recompute_deadline(chat)
         chat.save()
     broken = chats[1].pk
-    real_transition_many = states.transition_many
+    real_transition_many = timers.transition_many
 
     def transition_many(chats, *args, **kwargs):
         # Fails after the expired texts were queued, as a broken row would.
@@ -618,7 +618,7 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
             raise RuntimeError("database exploded")
         return real_transition_many(chats, *args, **kwargs)
 
-    monkeypatch.setattr(states, "transition_many", transition_many)
+    monkeypatch.setattr(timers, "transition_many", transition_many)
     clock.shift(minutes(60 + 3))
 
     assert sweep() == 2
@@ -628,14 +628,14 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
     assert not Message.objects.filter(chat_id=broken).exists()  # its expired text rolled back too
     assert Message.objects.filter(body=EXPIRED).count() == 2  # the others' texts, once each
 
-    monkeypatch.setattr(states, "transition_many", real_transition_many)
+    monkeypatch.setattr(timers, "transition_many", real_transition_many)
     assert sweep() == 1
 
 
 def test_more_due_chats_than_one_batch_are_all_expired(support, clock, sweep):
     count = timers.SWEEP_BATCH * 2 + 7
     for chat in make_queued_chats(support.billing, support.number, count):
-        timers.recompute_deadline(chat)
+        deadlines.recompute_deadline(chat)
         chat.save(update_fields=["deadline_at", "deadline_kind"])
     clock.shift(minutes(60 + count))
 
@@ -656,7 +656,7 @@ def test_expiring_a_batch_costs_the_same_queries_for_one_chat_or_a_full_batch(
     support, clock, count, django_assert_max_num_queries
 ):
     for chat in make_queued_chats(support.billing, support.number, count):
-        timers.recompute_deadline(chat)
+        deadlines.recompute_deadline(chat)
         chat.save(update_fields=["deadline_at", "deadline_kind"])
     clock.shift(minutes(60 + count))
 
@@ -673,7 +673,7 @@ def test_every_expiry_is_announced_to_the_browser_and_the_event_webhooks(support
     event webhook subscriber receives, when the sweeper expires a batch."""
     chats = make_queued_chats(support.billing, support.number, 3)
     for chat in chats:
-        timers.recompute_deadline(chat)
+        deadlines.recompute_deadline(chat)
         chat.save(update_fields=["deadline_at", "deadline_kind"])
     queue = f"queue.{support.billing.pk}"
     listener = GroupListener(fresh_channel_layer(settings), [*(f"chat.{chat.pk}" for chat in chats), queue, "supervisors"])
@@ -798,7 +798,7 @@ def test_three_sweeps_at_once_act_on_each_chat_once():
     count = timers.SWEEP_BATCH * 4
     chats = make_queued_chats(queue, number, count)
     for chat in chats:
-        timers.recompute_deadline(chat)
+        deadlines.recompute_deadline(chat)
         chat.save(update_fields=["deadline_at", "deadline_kind"])
     later = timezone.now() + minutes(60 + count)
 
