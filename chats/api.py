@@ -17,7 +17,6 @@ from chats.serializers import AgentChatSerializer, AgentSerializer, MessageSeria
 from chats.stats import agent_stats
 from portal import crm
 from portal.models import AgentProfile, AgentStatus, ChatSettings, ChatShortcut, CrmContact
-from portal.presence import set_agent_status
 from queues.models import Queue
 from queues.routing import eligible_agents
 from sms.models import NumberRole, PhoneNumber
@@ -154,8 +153,7 @@ class StatusView(AgentView):
     def post(self, request):
         data = StatusSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if set_agent_status(agent=self.agent, status=data.validated_data["status"]):
-            services.capacity_appeared(agent=self.agent)
+        services.change_agent_status(agent=self.agent, status=data.validated_data["status"])
         self.agent.refresh_from_db()
         return Response(AgentSerializer(self.agent).data)
 

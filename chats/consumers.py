@@ -8,16 +8,15 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.db import transaction
 
 from chats import events
 from chats.models import Call, CallStatus, Chat
-from chats.services import agent_queue_ids, capacity_appeared
-from portal.models import AgentProfile, ChatSettings
-from portal.presence import agent_connected, agent_disconnected, touch_agent
+from chats.serializers import masks_numbers_for, number_as_shown
+from chats.services import agent_queue_ids, connect_adapter
 from portal import realtime
+from portal.models import AgentProfile
+from portal.presence import agent_disconnected, touch_agent
 from portal.realtime import ensure_relay
-from sms.numbers import mask_number
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_AN_AGENT)
             return
         self.agent_id = agent.pk
-        self.mask_numbers = await database_sync_to_async(_masks_numbers)(user)
+        self.mask_numbers = await database_sync_to_async(masks_numbers_for)(user)
         self.seq = 0
         self.groups_joined: set[str] = set()
         # chat.<id> groups of the SMS side of the agent's calls (SPEC B1, B2): joined and left by
@@ -61,7 +60,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             await self._join(group, baseline=False)
         await self._baseline(list(self.groups_joined))
         await self.accept()
-        await database_sync_to_async(_mark_connected)(agent)
+        await database_sync_to_async(connect_adapter)(agent=agent)
         ensure_relay()
         await self._send_event({"type": "hello", "agent_id": agent.pk})
 
@@ -161,10 +160,10 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             return event
         chat = event.get("chat")
         if isinstance(chat, dict) and chat.get("consumer_number"):
-            event = {**event, "chat": {**chat, "consumer_number": mask_number(chat["consumer_number"])}}
+            event = {**event, "chat": {**chat, "consumer_number": number_as_shown(chat["consumer_number"], True)}}
         call = event.get("call")  # call.updated, call.banner (SPEC B1)
         if isinstance(call, dict) and call.get("caller_number"):
-            event = {**event, "call": {**call, "caller_number": mask_number(call["caller_number"])}}
+            event = {**event, "call": {**call, "caller_number": number_as_shown(call["caller_number"], True)}}
         return event
 
     async def _follow_call_chat(self, call: dict):
@@ -269,16 +268,6 @@ def _newer(seen: dict[int, int], chat_id, version) -> bool:
     if len(seen) > VERSIONS_KEPT:
         del seen[next(iter(seen))]
     return True
-
-
-def _masks_numbers(user) -> bool:
-    return ChatSettings.load().mask_consumer_numbers and not user.has_perm("portal.view_full_numbers")
-
-
-def _mark_connected(agent: AgentProfile) -> None:
-    with transaction.atomic():
-        if agent_connected(agent=agent):
-            capacity_appeared(agent=agent)
 
 
 def _mark_disconnected(agent_id: int) -> None:

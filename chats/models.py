@@ -26,6 +26,17 @@ class ChatType(models.TextChoices):
     IN_CALL_SMS = "in_call_sms", "In-call SMS"
 
 
+# The S10 chat type as the public API and the event webhooks name it (`chat_subtype`); the
+# public `chat_type` itself is the channel, always "SMS", as in seed 001's sample.
+CHAT_SUBTYPES = {
+    ChatType.SMS: "inbound",
+    ChatType.OUTBOUND_SMS: "outbound",
+    ChatType.API_SMS: "api_initiated",
+    ChatType.WAIT_TIME_SMS: "wait_time",
+    ChatType.IN_CALL_SMS: "in_call",
+}
+
+
 # The SMS side of a call (SPEC B1, B2): never routed, never timed, never in the SMS adapter's list;
 # the call's own lifecycle opens and ends them (chats/blending.py).
 BLENDED_CHAT_TYPES = (ChatType.WAIT_TIME_SMS, ChatType.IN_CALL_SMS)

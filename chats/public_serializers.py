@@ -14,10 +14,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chats.models import (
+    CHAT_SUBTYPES,
     Author,
     Chat,
     ChatStatus,
-    ChatType,
     FinishReason,
     Media,
     Message,
@@ -29,16 +29,7 @@ from chats.models import (
 )
 from queues.models import Queue
 
-# The S10 chat type of a chat, as the public `chat_subtype` names it. `chat_type` itself is the
-# channel, always "SMS", as in seed 001's sample.
-SUBTYPES = {
-    ChatType.SMS: "inbound",
-    ChatType.OUTBOUND_SMS: "outbound",
-    ChatType.API_SMS: "api_initiated",
-    ChatType.WAIT_TIME_SMS: "wait_time",
-    ChatType.IN_CALL_SMS: "in_call",
-}
-SUBTYPE_TO_TYPE = {subtype: chat_type for chat_type, subtype in SUBTYPES.items()}
+SUBTYPE_TO_TYPE = {subtype: chat_type for chat_type, subtype in CHAT_SUBTYPES.items()}
 ANSWER_TYPES = {"auto": "auto", "manual": "manual"}
 
 
@@ -149,7 +140,7 @@ class PublicChatSerializer(serializers.Serializer):
     lang = serializers.CharField(help_text="The chat's language code.")
     chat_type = serializers.ChoiceField(choices=["SMS"], help_text='The channel: always "SMS".')
     chat_subtype = serializers.ChoiceField(
-        choices=sorted(SUBTYPES.values()),
+        choices=sorted(CHAT_SUBTYPES.values()),
         help_text="inbound (the consumer texted first), outbound (an agent started it), api_initiated "
         "(the Outbound SMS API), wait_time or in_call (SMS beside a call).",
     )
@@ -203,7 +194,7 @@ class PublicChatSerializer(serializers.Serializer):
             "id": chat.pk,
             "lang": chat.language,
             "chat_type": "SMS",
-            "chat_subtype": SUBTYPES.get(chat.chat_type, "inbound"),
+            "chat_subtype": CHAT_SUBTYPES.get(chat.chat_type, "inbound"),
             "status": chat.status,
             "start_type": chat.start_type or None,
             "created_at": _iso(chat.created_at),
@@ -374,7 +365,7 @@ class ChatFilterSerializer(serializers.Serializer):
     queue = serializers.IntegerField(required=False, min_value=1, max_value=2**62, help_text="A queue id.")
     chat_type = serializers.CharField(required=False, help_text="SMS (every chat here is one).")
     chat_subtype = serializers.CharField(
-        required=False, help_text="One or more of " + ", ".join(sorted(SUBTYPES.values())) + ", comma-separated."
+        required=False, help_text="One or more of " + ", ".join(sorted(CHAT_SUBTYPES.values())) + ", comma-separated."
     )
     start_type = serializers.CharField(
         required=False, help_text="One or more of " + ", ".join(StartType.values) + ", comma-separated."
@@ -396,7 +387,7 @@ class ChatFilterSerializer(serializers.Serializer):
         return self._choices(value, {"sms"}, "chat_type")
 
     def validate_chat_subtype(self, value):
-        return self._choices(value, set(SUBTYPES.values()), "chat_subtype")
+        return self._choices(value, set(CHAT_SUBTYPES.values()), "chat_subtype")
 
     def validate_start_type(self, value):
         return self._choices(value, set(StartType.values), "start_type")

@@ -2,14 +2,25 @@
 from rest_framework import serializers
 
 from chats.models import Chat, Media, Message
-from portal.models import AgentProfile
+from portal.models import AgentProfile, ChatSettings
 from sms.numbers import mask_number
 
 
+def masks_numbers_for(user, mask_setting: bool | None = None) -> bool:
+    """The masking rule (SPEC C1), written once: a consumer's number is shown masked unless the
+    chat setting is off (`mask_setting`, read from the settings when not given) or the user holds
+    the permission to see full numbers."""
+    if mask_setting is None:
+        mask_setting = ChatSettings.load().mask_consumer_numbers
+    return bool(mask_setting) and not user.has_perm("portal.view_full_numbers")
+
+
+def number_as_shown(number: str, masked: bool) -> str:
+    return mask_number(number) if masked and number else number
+
+
 def consumer_number_for(agent_user, number: str, mask: bool) -> str:
-    if not mask or agent_user.has_perm("portal.view_full_numbers"):
-        return number
-    return mask_number(number)
+    return number_as_shown(number, masks_numbers_for(agent_user, mask))
 
 
 class MediaSerializer(serializers.ModelSerializer):

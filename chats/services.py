@@ -30,6 +30,7 @@ from chats.deadlines import recompute_deadline
 from portal import crm
 from portal.aftercommit import AfterCommitBatch
 from portal.models import AgentProfile, ChatSettings
+from portal.presence import agent_connected, set_agent_status
 from queues.hours import is_open
 from queues.models import AnswerType, Queue, queue_text
 from queues.routing import candidate_agents, is_eligible, queue_agents
@@ -283,6 +284,22 @@ def capacity_appeared(*, agent: AgentProfile) -> None:
             assign_waiting_chats(queue_id=queue_id)
 
     transaction.on_commit(run)
+
+
+def change_agent_status(*, agent: AgentProfile, status: str) -> None:
+    """The agent's status, set (SPEC S5); when it made them eligible, the chats waiting in their
+    queues are assigned after commit. Raises ValueError for an unknown status."""
+    with transaction.atomic():
+        if set_agent_status(agent=agent, status=status):
+            capacity_appeared(agent=agent)
+
+
+def connect_adapter(*, agent: AgentProfile) -> None:
+    """An adapter connection of the agent opened; when that made them eligible (offline before,
+    or no adapter open), the chats waiting in their queues are assigned after commit."""
+    with transaction.atomic():
+        if agent_connected(agent=agent):
+            capacity_appeared(agent=agent)
 
 
 def agent_queue_ids(agent: AgentProfile) -> list[int]:

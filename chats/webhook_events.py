@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from chats.models import Chat, ChatEvent
+from chats.models import CHAT_SUBTYPES, Chat, ChatEvent
 from portal import webhooks
 from portal.models import WebhookEvent
 
@@ -17,13 +17,6 @@ WEBHOOK_EVENTS = {
     "transfer.ended": WebhookEvent.CHAT_TRANSFERRED,
     "status.finished": WebhookEvent.CHAT_FINISHED,
 }
-SUBTYPES = {
-    "sms": "inbound",
-    "outbound_sms": "outbound",
-    "api_sms": "api_initiated",
-    "wait_time_sms": "wait_time",
-    "in_call_sms": "in_call",
-}
 
 
 def chat_data(chat: Chat) -> dict:
@@ -33,7 +26,7 @@ def chat_data(chat: Chat) -> dict:
         "id": chat.pk,
         "status": chat.status,
         "chat_type": "SMS",
-        "chat_subtype": SUBTYPES.get(chat.chat_type, "inbound"),
+        "chat_subtype": CHAT_SUBTYPES.get(chat.chat_type, "inbound"),
         "start_type": chat.start_type or None,
         "lang": chat.language,
         "queue_id": chat.queue_id,

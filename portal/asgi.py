@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chats.routing import websocket_urlpatterns  # noqa: E402
+from chats.ws_urls import websocket_urlpatterns  # noqa: E402
 from portal.webhook_asgi import route_webhooks  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -201,12 +201,6 @@ function onEvent(event) {
     case "chat.offered":
       onOffered(event.chat);
       break;
-    case "offer.closed":
-      if (state.offers.delete(event.chat_id)) {
-        state.listVersion += 1;
-        renderOffers();
-      }
-      break;
     case "chat.updated":
       onChatUpdated(event.chat, event);
       break;

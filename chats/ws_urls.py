@@ -1,4 +1,4 @@
-"""Websocket routes."""
+"""The websocket URLs (agent picking is queues.routing)."""
 from django.urls import path
 
 from chats.consumers import AgentConsumer
