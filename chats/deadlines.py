@@ -27,7 +27,7 @@ import datetime as dt
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from chats.models import BLENDED_CHAT_TYPES, Chat, ChatStatus, ChatType, Message
+from chats.models import API_INITIATED, BLENDED_CHAT_TYPES, Chat, ChatStatus, ChatType, Message
 from portal.models import ChatSettings
 from queues.hours import HoursPeriod, hours_period
 from queues.models import Queue
@@ -43,7 +43,6 @@ class DeadlineKind:
     DISMISSAL = "dismissal"
 
 
-API_INITIATED = "api_initiated"
 NOT_OUT_YET = (MessageStatus.PENDING, MessageStatus.HELD)
 
 
@@ -189,7 +188,7 @@ def recompute_deadline(
             chat.status == ChatStatus.ASSIGNED
             and chat_settings.dismissal_enabled
             and both_wrote
-            and chat.chat_subtype != "api_initiated"
+            and chat.chat_subtype != API_INITIATED
             and chat.chat_type == ChatType.SMS
         )
         if dismissible:

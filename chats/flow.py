@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import blending, services
+from chats import api_sms, blending, services
 from chats.models import (
     ACTIVE_STATUSES,
     BLENDED_CHAT_TYPES,
@@ -213,7 +213,7 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
         return "exit"
     if chat.chat_type in BLENDED_CHAT_TYPES:
         return blending.caller_texted(chat=chat, message=message)
-    if services.api_chat_replied(chat=chat):
+    if api_sms.api_chat_replied(chat=chat):
         return _api_chat_reply(chat, chat_settings)
     if chat.status == ChatStatus.SELECTING:
         return _menu_answer(chat, inbound.body, command, chat_settings)

@@ -26,12 +26,15 @@ class ChatType(models.TextChoices):
     IN_CALL_SMS = "in_call_sms", "In-call SMS"
 
 
+# Chat.chat_subtype of a chat the Outbound SMS API started (SPEC A1).
+API_INITIATED = "api_initiated"
+
 # The S10 chat type as the public API and the event webhooks name it (`chat_subtype`); the
 # public `chat_type` itself is the channel, always "SMS", as in seed 001's sample.
 CHAT_SUBTYPES = {
     ChatType.SMS: "inbound",
     ChatType.OUTBOUND_SMS: "outbound",
-    ChatType.API_SMS: "api_initiated",
+    ChatType.API_SMS: API_INITIATED,
     ChatType.WAIT_TIME_SMS: "wait_time",
     ChatType.IN_CALL_SMS: "in_call",
 }

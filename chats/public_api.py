@@ -11,7 +11,7 @@ from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from chats import services
+from chats import api_sms, services
 from chats.models import Chat, Media
 from chats.public_serializers import (
     ApiSmsRequestSerializer,
@@ -34,7 +34,7 @@ def object_id(value: str) -> int:
 SMS_FIELDS = [
     "agent_id", "agent_email", "chat_type", "chat_subtype", "end_user_number", "outbound_number", "message", "ticket_id",
 ]
-E = services.ApiSmsError
+E = api_sms.ApiSmsError
 
 SAMPLE_CHAT = {
     "id": 2415, "lang": "en", "chat_type": "SMS", "chat_subtype": "api_initiated", "status": "selecting",
@@ -120,7 +120,7 @@ class ApiSmsView(PublicApiView):
     def post(self, request):
         data = self.request_object()
         try:
-            chat, _created = services.send_api_sms(
+            chat, _created = api_sms.send_api_sms(
                 **{name: data.get(name) for name in SMS_FIELDS}, by=f"api:{request.auth.key}"
             )
         except services.ChatActionError as exc:

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from chats import deadlines, services, states, sweepers, timers
+from chats import api_sms, deadlines, services, states, sweepers, timers
 from chats.models import (
     Author,
     Chat,
@@ -712,7 +712,7 @@ def test_an_api_chat_held_by_quiet_hours_expires_counted_from_when_its_text_went
     a text they have not received, so the 30 selecting minutes run from 08:00, not 22:30."""
     clock.move_to(dt.datetime(2025, 3, 3, 22, 30, tzinfo=NEW_YORK), tick=False)
     chat = committed(
-        services.start_api_chat,
+        api_sms.start_api_chat,
         consumer_number=CONSUMER, portal_number=support.number, queue=support.billing, body="Your parcel is ready.",
     )
     text = OutboundMessage.objects.get(to_number=CONSUMER, kind="api")
@@ -742,7 +742,7 @@ def test_an_api_chat_held_by_quiet_hours_expires_counted_from_when_its_text_went
 
 def test_an_api_chat_whose_text_went_out_at_once_expires_counted_from_creation(phone, support, committed, clock, sweep):
     chat = committed(
-        services.start_api_chat,
+        api_sms.start_api_chat,
         consumer_number=CONSUMER, portal_number=support.number, queue=support.billing, body="Your parcel is ready.",
     )
     assert phone.new_texts() == ["Your parcel is ready."]

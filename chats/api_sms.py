@@ -1,0 +1,244 @@
+"""The Outbound SMS API's service (SPEC A1): `POST /apps/api/v1/sms` starts an API chat, or sends
+on an agent's behalf in the chat they hold, after the documented checks in the documented order
+(first failure wins, with the documented message). Its replies: `api_chat_replied`."""
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chats.deadlines import recompute_deadline
+from chats.models import (
+    API_INITIATED,
+    Author,
+    Chat,
+    ChatEvent,
+    ChatStatus,
+    ChatType,
+    Participant,
+    ParticipantType,
+    StartType,
+)
+from chats.services import ChatActionError, open_crm_record, send_agent_message, send_text
+from chats.states import transition
+from portal.models import AgentProfile, ChatSettings
+from queues.models import Queue
+from sms.models import NumberRole, PhoneNumber
+from sms.pipeline import SendRefused, is_do_not_contact
+
+
+class ApiSmsError:
+    """The documented refusals of POST /apps/api/v1/sms (seed 001), in the order they are checked."""
+
+    SMS_OFF = "SMS service is not enabled"
+    OUTBOUND_OFF = "Outbound SMS service is not enabled"
+    BOTH_AGENT_FIELDS = "Only one of `agent_id` or `agent_email` can be provided."
+    CHAT_TYPE_MISSING = "chat_type needs to be provided"
+    CHAT_TYPE_INVALID = "Valid chat_type needs to be provided"
+    CHAT_SUBTYPE_INVALID = "Valid chat_subtype needs to be provided"
+    END_USER_MISSING = "end_user_number is required"
+    END_USER_INVALID = "end_user_number is invalid"
+    OUTBOUND_MISSING = "outbound_number is required"
+    OUTBOUND_INVALID = "outbound_number is invalid"
+    OUTBOUND_NOT_FOUND = "outbound_number is not found"
+    NON_US = "Non US phone number service is not enabled"
+    MESSAGE_MISSING = "message is required"
+    MESSAGE_TOO_LONG = "message exceeds maximum number of characters by {over}"
+    ACTIVE_SESSION = "Outbound SMS failed. Consumer is already in an active SMS session."
+    AGENT_NOT_CONNECTED = "Outbound SMS failed. Agent is not connected to chat."
+    AGENT_NOT_FOUND = "Outbound SMS failed. Agent is not found."
+    TICKET_NOT_FOUND = "Ticket is not found"
+    OPTED_OUT = "Outbound SMS failed. Consumer has opted out of SMS from this number."
+
+
+def _api_text(value) -> str | None:
+    """A request field as stripped text; None when absent, empty or not text."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def api_chat_queue(number: PhoneNumber) -> Queue | None:
+    """Where a reply to an API chat from `number` goes: the number's incoming queue, else the
+    first queue it is an outbound number of."""
+    link = number.queue_links.filter(role=NumberRole.INCOMING).select_related("queue").first()
+    if link is None:
+        link = number.queue_links.filter(role=NumberRole.OUTBOUND).select_related("queue").order_by("pk").first()
+    return link.queue if link is not None else None
+
+
+def _api_agent(agent_id, agent_email) -> AgentProfile | None:
+    agents = AgentProfile.objects.select_related("user")
+    if agent_id is not None and agent_id != "":
+        if isinstance(agent_id, bool) or not str(agent_id).strip().isdigit():
+            return None
+        return agents.filter(pk=int(str(agent_id).strip())).first()
+    email = _api_text(agent_email)
+    return agents.filter(user__email__iexact=email).order_by("pk").first() if email else None
+
+
+def _api_ticket(ticket_id):
+    """The CRM record a ticket_id names: its id or its reference (chat:42)."""
+    from portal.models import CrmRecord
+
+    text = str(ticket_id).strip() if isinstance(ticket_id, (str, int)) and not isinstance(ticket_id, bool) else ""
+    if not text:
+        return None
+    if text.isdigit():
+        return CrmRecord.objects.filter(pk=int(text)).first() if len(text) < 18 else None
+    return CrmRecord.objects.filter(reference=text).first()
+
+
+def send_api_sms(
+    *,
+    end_user_number=None,
+    outbound_number=None,
+    message=None,
+    chat_type=None,
+    chat_subtype=None,
+    agent_id=None,
+    agent_email=None,
+    ticket_id=None,
+    by: str = "api",
+) -> tuple[Chat, bool]:
+    """The Outbound SMS API (SPEC A1). Takes the request's raw values, checks them in the
+    documented order (first failure wins, as a ChatActionError with the documented message) and
+    either starts an API chat (`selecting`, or `assigned` to the agent given) or, when the chat
+    exists and the agent given holds it, sends the message on the agent's behalf. Returns the
+    chat and whether it was created."""
+    from sms.numbers import is_us_number, parse_e164, validate_portal_number
+    from sms.segments import MAX_BODY_CHARS
+
+    chat_settings = ChatSettings.load()
+    if not chat_settings.sms_chat_enabled:
+        raise ChatActionError(ApiSmsError.SMS_OFF, code="sms_disabled")
+    if not chat_settings.outbound_sms_enabled:
+        raise ChatActionError(ApiSmsError.OUTBOUND_OFF, code="outbound_disabled")
+    agent_given = (agent_id is not None and agent_id != "") or bool(_api_text(agent_email))
+    if agent_id not in (None, "") and _api_text(agent_email):
+        raise ChatActionError(ApiSmsError.BOTH_AGENT_FIELDS, code="invalid")
+    if chat_type is None or chat_type == "":
+        raise ChatActionError(ApiSmsError.CHAT_TYPE_MISSING, code="invalid")
+    if not isinstance(chat_type, str) or chat_type.strip().lower() != "sms":
+        raise ChatActionError(ApiSmsError.CHAT_TYPE_INVALID, code="invalid")
+    if chat_subtype not in (None, "") and (
+        not isinstance(chat_subtype, str) or chat_subtype.strip().lower() != API_INITIATED
+    ):
+        raise ChatActionError(ApiSmsError.CHAT_SUBTYPE_INVALID, code="invalid")
+    if end_user_number is None or end_user_number == "":
+        raise ChatActionError(ApiSmsError.END_USER_MISSING, code="invalid")
+    consumer = _api_text(end_user_number)
+    if consumer is None or parse_e164(consumer) is None:
+        raise ChatActionError(ApiSmsError.END_USER_INVALID, code="invalid")
+    if outbound_number is None or outbound_number == "":
+        raise ChatActionError(ApiSmsError.OUTBOUND_MISSING, code="invalid")
+    sender = _api_text(outbound_number)
+    try:
+        validate_portal_number(sender or "")
+    except Exception:  # noqa: BLE001 — a ValidationError: any malformed value
+        raise ChatActionError(ApiSmsError.OUTBOUND_INVALID, code="invalid") from None
+    number = PhoneNumber.objects.verified().filter(number=sender, usage="sms_chat").first()
+    queue = api_chat_queue(number) if number is not None else None
+    if queue is None:
+        raise ChatActionError(ApiSmsError.OUTBOUND_NOT_FOUND, code="not_found")
+    if not chat_settings.api_non_us_numbers_allowed and not (is_us_number(sender) and is_us_number(consumer)):
+        raise ChatActionError(ApiSmsError.NON_US, code="non_us")
+    body = message.strip() if isinstance(message, str) else ""
+    if not body:
+        raise ChatActionError(ApiSmsError.MESSAGE_MISSING, code="invalid")
+    if len(body) > MAX_BODY_CHARS:
+        raise ChatActionError(ApiSmsError.MESSAGE_TOO_LONG.format(over=len(body) - MAX_BODY_CHARS), code="too_long")
+
+    with transaction.atomic():
+        existing = (
+            Chat.objects.select_for_update(of=("self",))
+            .select_related("portal_number", "queue")
+            .active_between(consumer, number)
+            .first()
+        )
+        agent = _api_agent(agent_id, agent_email) if agent_given else None
+        if existing is not None:
+            if not agent_given:
+                raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat")
+            if agent is None or existing.agent_id != agent.pk or existing.status != ChatStatus.ASSIGNED:
+                raise ChatActionError(ApiSmsError.AGENT_NOT_CONNECTED, code="not_held")
+        elif agent_given and agent is None:
+            raise ChatActionError(ApiSmsError.AGENT_NOT_FOUND, code="not_found")
+        record = None
+        if ticket_id not in (None, ""):
+            record = _api_ticket(ticket_id)
+            if record is None:
+                raise ChatActionError(ApiSmsError.TICKET_NOT_FOUND, code="not_found")
+        if existing is not None:
+            send_agent_message(agent=agent, chat=existing, body=body)
+            return existing, False
+        if is_do_not_contact(consumer, number.number):
+            raise ChatActionError(ApiSmsError.OPTED_OUT, code="do_not_contact")
+        chat = start_api_chat(
+            consumer_number=consumer, portal_number=number, queue=queue, body=body, agent=agent, crm_record=record, by=by
+        )
+    return chat, True
+
+
+def start_api_chat(
+    *,
+    consumer_number: str,
+    portal_number: PhoneNumber,
+    queue: Queue,
+    body: str,
+    agent: AgentProfile | None = None,
+    crm_record=None,
+    by: str = "api",
+) -> Chat:
+    """A chat started by the Outbound SMS API: `selecting` until the consumer replies (their
+    reply enters `queue`'s flow, see chats.flow), or `assigned` at once to the agent given. The
+    text is proactive (quiet hours) and goes through the whole outbound pipeline."""
+    chat_settings = ChatSettings.load()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                chat = Chat.objects.create(
+                    consumer_number=consumer_number,
+                    portal_number=portal_number,
+                    queue=queue,
+                    chat_type=ChatType.API_SMS,
+                    chat_subtype=API_INITIATED,
+                    start_type=StartType.OUTBOUND,
+                    language=chat_settings.default_language,
+                    language_chosen=True,
+                    crm_record=crm_record,
+                    ticket_id=str(crm_record.pk) if crm_record is not None else "",
+                )
+        except IntegrityError:
+            raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat") from None
+        chat.save(update_fields=sorted(recompute_deadline(chat)))
+        Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
+        ChatEvent.objects.create(chat=chat, kind="created", by=by[:40], data={"api": True, "queue_id": queue.pk})
+        if agent is not None:
+            locked = AgentProfile.objects.select_for_update().get(pk=agent.pk)
+            chat.agent = locked
+            transition(chat, ChatStatus.ASSIGNED, by=by[:40], extra_fields=("agent",), agent_id=locked.pk)
+            Participant.objects.create(chat=chat, type=ParticipantType.AGENT, agent=locked)
+            AgentProfile.objects.filter(pk=locked.pk).update(last_assignment_at=timezone.now())
+        try:
+            send_text(
+                chat=chat,
+                body=body,
+                author=Author.AGENT if agent is not None else Author.SYSTEM,
+                agent=agent,
+                kind="api",
+                proactive=True,
+            )
+        except SendRefused as exc:
+            raise ChatActionError(exc.message, code="send_refused") from exc
+        if agent is not None:
+            chat.last_agent_message_at = timezone.now()
+            chat.save(update_fields=sorted({"last_agent_message_at"} | recompute_deadline(chat)))
+        open_crm_record(chat)
+    return chat
+
+
+def api_chat_replied(*, chat: Chat) -> bool:
+    """Whether a consumer text to this chat is the first reply to an API chat nobody holds yet:
+    the reply then enters the queue flow of the chat's queue (chats.flow)."""
+    return chat.status == ChatStatus.SELECTING and chat.chat_subtype == API_INITIATED and chat.menu_queue_id is None
