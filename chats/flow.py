@@ -9,7 +9,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import api_sms, blending, services
+from chats import api_sms, services
+from chats.calls import sms_side
 from chats.models import (
     ACTIVE_STATUSES,
     BLENDED_CHAT_TYPES,
@@ -23,7 +24,6 @@ from chats.models import (
     Participant,
     ParticipantType,
 )
-from chats.states import transition
 from chats.deadlines import recompute_deadline
 from portal.keywords import normalise_word
 from portal.languages import language_name
@@ -138,9 +138,9 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
 
     if chat is None and number.usage == NumberUsage.IN_CALL:
         # A caller texting the in-call SMS number during their call (SPEC B1, B2), or after it.
-        chat = blending.sms_side_for_text(consumer_number=consumer, number=number)
+        chat = sms_side.sms_side_for_text(consumer_number=consumer, number=number)
         if chat is None:
-            outcome = blending.answer_after_session(inbound=inbound, number=number)
+            outcome = sms_side.answer_after_session(inbound=inbound, number=number)
             if outcome:
                 return outcome
     if chat is None:
@@ -212,7 +212,7 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
         services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_EXIT)
         return "exit"
     if chat.chat_type in BLENDED_CHAT_TYPES:
-        return blending.caller_texted(chat=chat, message=message)
+        return sms_side.on_caller_text(chat=chat, message=message)
     if api_sms.api_chat_replied(chat=chat):
         return _api_chat_reply(chat, chat_settings)
     if chat.status == ChatStatus.SELECTING:

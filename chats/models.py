@@ -41,7 +41,7 @@ CHAT_SUBTYPES = {
 
 
 # The SMS side of a call (SPEC B1, B2): never routed, never timed, never in the SMS adapter's list;
-# the call's own lifecycle opens and ends them (chats/blending.py).
+# the call's own lifecycle opens and ends them (chats/calls/).
 BLENDED_CHAT_TYPES = (ChatType.WAIT_TIME_SMS, ChatType.IN_CALL_SMS)
 
 

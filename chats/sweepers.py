@@ -4,7 +4,8 @@ Run by `manage.py sweep` (a loop every few seconds, started by `serve`) and, as 
 by a django-q2 schedule every minute. Safe to run twice and from several processes."""
 import logging
 
-from chats import blending, intake, timers
+from chats import intake, timers
+from chats.calls import consent
 from portal import webhooks
 from portal.presence import sweep_presence
 from sms import sessionless
@@ -19,7 +20,7 @@ def run_sweepers() -> dict:
     return {
         "inbound": intake.sweep(),
         "chats": timers.sweep(),
-        "calls": blending.sweep_calls(),
+        "calls": consent.sweep_calls(),
         "outbound": sms_tasks.sweep_outbound(),
         "presence": sweep_presence(),
         "sessionless": sessionless.sweep(),

@@ -7,7 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from chats import api as agent_api
 from chats import public_api
-from chats import simulator, urls_calls
+from chats import simulator
+from chats.calls import urls as urls_calls
 from chats import views as agent_views
 from chats.inbound import twilio_inbound
 from portal.health import healthz

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from channels.db import database_sync_to_async
 
-from chats import blending
+from chats.calls import consent, lifecycle
 from chats.models import Call, CallSource
 from portal.models import BlendingMessages, InCallSmsSettings, OperationSettings
 from sms.models import NumberUsage
@@ -73,7 +73,7 @@ def new_call(blended, committed):
 
     def make(call_sid: str = "CA0001", caller: str = CALLER, source: str = CallSource.TWILIO, queue=None, **kw) -> Call:
         return committed(
-            blending.call_queued, call_sid=call_sid, caller_number=caller, queue=queue or blended, source=source, **kw
+            lifecycle.queue_call, call_sid=call_sid, caller_number=caller, queue=queue or blended, source=source, **kw
         )
 
     return make
@@ -103,11 +103,11 @@ def heard(monkeypatch):
 
 def ask(committed, call: Call, *, digit: str | None = None):
     """One consent round: the wait step (which must be the prompt), then the digit if given."""
-    _, step = committed(blending.wait_step, call_sid=call.call_sid)
+    _, step = committed(consent.wait_step, call_sid=call.call_sid)
     assert step.action == "consent", step
     if digit is None:
         return step, None
-    _, result = committed(blending.apply_digit, call_sid=call.call_sid, digit=digit)
+    _, result = committed(consent.apply_digit, call_sid=call.call_sid, digit=digit)
     return step, result
 
 

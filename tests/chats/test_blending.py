@@ -1,4 +1,4 @@
-"""Wait-time SMS (SPEC B1, C7, C8) through chats.blending, the functions both the Twilio Voice
+"""Wait-time SMS (SPEC B1, C7, C8) through chats.calls, the functions both the Twilio Voice
 webhooks and the JSON IVR API call: when the consent prompt plays (interval, play limit,
 estimated-wait window, switches, non-US rule), each digit branch, the caller's texts attaching to
 the call, the banner when the call reaches an agent, the CRM posts and the abandoned-call ticket."""
@@ -10,7 +10,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chats import blending, events, sweepers
+from chats import events, sweepers
+from chats.calls import consent, lifecycle
 from chats.models import (
     Author,
     Call,
@@ -72,7 +73,7 @@ def texts_to(number: str) -> list[str]:
 
 
 def step(committed, call):
-    return committed(blending.wait_step, call_sid=call.call_sid)[1]
+    return committed(consent.wait_step, call_sid=call.call_sid)[1]
 
 
 # --- when the consent prompt plays ------------------------------------------------------------------
@@ -175,7 +176,7 @@ def test_another_digit_plays_the_incorrect_selection_prompt_and_asks_again(new_c
     assert call.wait_time_sms_status == WaitTimeSmsStatus.NONE
     assert call.prompt_plays == 1  # the same offer, asked again
 
-    _, then = committed(blending.apply_digit, call_sid=call.call_sid, digit="1")
+    _, then = committed(consent.apply_digit, call_sid=call.call_sid, digit="1")
     assert then.outcome == "allowed"
     assert texts_to(CALLER) == [WAIT_TIME_SMS]
 
@@ -197,12 +198,12 @@ def test_no_digit_is_no_response_and_the_prompt_comes_again_at_the_next_interval
 
 def test_a_digit_nobody_asked_for_or_a_retried_digit_changes_nothing(new_call, committed, clock):
     call = new_call()
-    _, early = committed(blending.apply_digit, call_sid=call.call_sid, digit="1")
+    _, early = committed(consent.apply_digit, call_sid=call.call_sid, digit="1")
     assert early.outcome == "ignored"
 
     clock.shift(seconds(60))
     ask(committed, call, digit="1")
-    _, retried = committed(blending.apply_digit, call_sid=call.call_sid, digit="1")
+    _, retried = committed(consent.apply_digit, call_sid=call.call_sid, digit="1")
 
     assert retried.outcome == "ignored"
     assert texts_to(CALLER) == [WAIT_TIME_SMS]  # one SMS
@@ -284,7 +285,7 @@ def test_not_offered_to_a_caller_who_opted_out(new_call, committed, clock):
 
 
 def test_not_offered_without_an_in_call_sms_number(blended, committed, clock, support):
-    call = committed(blending.call_queued, call_sid="CA9", caller_number=CALLER, queue=blended)
+    call = committed(lifecycle.queue_call, call_sid="CA9", caller_number=CALLER, queue=blended)
     Call.objects.filter(pk=call.pk).update(sms_number=None)
     clock.shift(seconds(60))
 
@@ -296,10 +297,10 @@ def test_the_dialed_number_is_the_sms_number_when_it_is_an_in_call_number(blende
 
     other = make_number("+15550100009", usage=NumberUsage.IN_CALL)
     call = committed(
-        blending.call_queued, call_sid="CA10", caller_number=CALLER, queue=blended, dialed_number=other.number
+        lifecycle.queue_call, call_sid="CA10", caller_number=CALLER, queue=blended, dialed_number=other.number
     )
     assert call.sms_number == other
-    fallback = committed(blending.call_queued, call_sid="CA11", caller_number=CALLER, queue=blended, dialed_number="+1555")
+    fallback = committed(lifecycle.queue_call, call_sid="CA11", caller_number=CALLER, queue=blended, dialed_number="+1555")
     assert fallback.sms_number == in_call_number
 
 
@@ -330,19 +331,19 @@ def test_the_estimated_wait_follows_the_formula(blended, new_call, committed, cl
     clock.shift(SECOND)
     second = new_call("CA2")
 
-    assert blending.average_handle_seconds(blended) == 200
-    assert blending.estimated_wait_seconds(first) == 200  # (0 ahead + 1) × 200 ÷ 1 agent
-    assert blending.estimated_wait_seconds(second) == 400  # (1 ahead + 1) × 200 ÷ 1 agent
+    assert consent.average_handle_seconds(blended) == 200
+    assert consent.estimated_wait_seconds(first) == 200  # (0 ahead + 1) × 200 ÷ 1 agent
+    assert consent.estimated_wait_seconds(second) == 400  # (1 ahead + 1) × 200 ÷ 1 agent
 
     bob.status = AgentStatus.AVAILABLE
     bob.save()
-    assert blending.estimated_wait_seconds(second) == 200  # ÷ 2 agents
+    assert consent.estimated_wait_seconds(second) == 200  # ÷ 2 agents
 
 
 def test_without_history_the_handle_time_is_the_default(blended, new_call):
     call = new_call()
 
-    assert blending.estimated_wait_seconds(call) == blending.DEFAULT_HANDLE_SECONDS
+    assert consent.estimated_wait_seconds(call) == consent.DEFAULT_HANDLE_SECONDS
 
 
 def test_the_prompt_plays_only_inside_the_estimated_wait_window(in_call_settings, new_call, committed, clock):
@@ -354,10 +355,10 @@ def test_the_prompt_plays_only_inside_the_estimated_wait_window(in_call_settings
     call = new_call("CA2")
     clock.shift(seconds(60))
 
-    assert blending.estimated_wait_seconds(call) == 600
+    assert consent.estimated_wait_seconds(call) == 600
     assert step(committed, call).action == "consent"
 
-    committed(blending.call_ended, call_sid=ahead.call_sid)  # now 300 s: below the minimum
+    committed(lifecycle.end_call, call_sid=ahead.call_sid)  # now 300 s: below the minimum
     clock.shift(seconds(60))
     below = step(committed, call)
     assert below.action == "hold" and "below the minimum" in below.reason
@@ -392,7 +393,7 @@ def test_an_ivr_api_call_without_a_digit_in_10_seconds_is_no_response(new_call, 
     assert reload(call).consent_deadline_at == timezone.now() + seconds(10)
 
     clock.shift(seconds(10) - SECOND)
-    assert committed(blending.sweep_calls) == 0
+    assert committed(consent.sweep_calls) == 0
     assert reload(call).wait_time_sms_status == WaitTimeSmsStatus.NONE
     clock.shift(SECOND)
     assert committed(sweepers.run_sweepers)["calls"] == 1
@@ -400,7 +401,7 @@ def test_an_ivr_api_call_without_a_digit_in_10_seconds_is_no_response(new_call, 
     call = reload(call)
     assert call.wait_time_sms_status == WaitTimeSmsStatus.NO_RESPONSE
     assert call.consent_deadline_at is None
-    assert committed(blending.sweep_calls) == 0
+    assert committed(consent.sweep_calls) == 0
 
 
 def test_an_ivr_api_digit_in_time_clears_the_deadline(new_call, committed, clock):
@@ -409,7 +410,7 @@ def test_an_ivr_api_digit_in_time_clears_the_deadline(new_call, committed, clock
     ask(committed, call, digit="2")
     clock.shift(seconds(30))
 
-    assert committed(blending.sweep_calls) == 0
+    assert committed(consent.sweep_calls) == 0
     assert reload(call).wait_time_sms_status == WaitTimeSmsStatus.DENIED
 
 
@@ -509,7 +510,7 @@ def test_on_assignment_the_agent_hears_the_banner_and_the_texts_go_to_the_crm(
     caller_phone.text("", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME2", MediaContentType0="image/png")
     heard.clear()
 
-    call = committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    call = committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
 
     call = reload(call)
     assert call.status == CallStatus.ASSIGNED and call.agent == alice_agent
@@ -533,14 +534,14 @@ def test_on_assignment_the_agent_hears_the_banner_and_the_texts_go_to_the_crm(
 
 
 def test_no_banner_when_the_caller_sent_nothing(allowed_call, alice_agent, committed, heard):
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
 
     assert [event["type"] for _, event in heard].count("call.banner") == 0
     assert not CrmEntry.objects.filter(kind="wait_time_sms").exists()
 
 
 def test_texts_after_assignment_reach_the_agent_live_and_the_crm(allowed_call, caller_phone, alice_agent, committed, heard):
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
     heard.clear()
 
     caller_phone.text("Here is the serial number: X1")
@@ -555,12 +556,12 @@ def test_texts_after_assignment_reach_the_agent_live_and_the_crm(allowed_call, c
 def test_assigning_twice_to_the_same_agent_is_harmless_and_to_another_is_refused(allowed_call, alice_agent, committed):
     from chats.services import ChatActionError
 
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
     bob = make_agent("bob")
 
     with pytest.raises(ChatActionError):
-        committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=bob)
+        committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=bob)
     assert CrmRecord.objects.count() == 1
 
 
@@ -608,16 +609,16 @@ def _banner_setup():
     queue = Queue.objects.create(name="Billing", wait_time_sms_enabled=True, announcement_interval_seconds=10)
     agent = make_agent("alice", display_name="Alice")
     queue.agents.add(agent)
-    call = blending.call_queued(call_sid="CAsock", caller_number=CALLER, queue=queue)
+    call = lifecycle.queue_call(call_sid="CAsock", caller_number=CALLER, queue=queue)
     Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - dt.timedelta(seconds=30))
-    blending.wait_step(call_sid="CAsock")
-    blending.apply_digit(call_sid="CAsock", digit="1")
+    consent.wait_step(call_sid="CAsock")
+    consent.apply_digit(call_sid="CAsock", digit="1")
     receive_sms(message_sid=new_sid(), from_number=CALLER, to_number=IN_CALL, body="Photo coming", media=[])
     return {"agent": agent}
 
 
 def _assign(setup):
-    blending.call_assigned(call_sid="CAsock", agent=setup["agent"])
+    lifecycle.assign_call(call_sid="CAsock", agent=setup["agent"])
 
 
 # --- the call ends -------------------------------------------------------------------------------------
@@ -628,10 +629,10 @@ def test_when_the_call_ends_the_sms_side_ends_with_the_closing_sms(
 ):
     in_call_settings.closing_sms_enabled = True
     in_call_settings.save()
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
     caller_phone.new_texts()
 
-    call = committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    call = committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     call = reload(call)
     assert call.status == CallStatus.ENDED and call.ended_at is not None
@@ -644,7 +645,7 @@ def test_when_the_call_ends_the_sms_side_ends_with_the_closing_sms(
 def test_no_closing_sms_when_it_is_off(allowed_call, caller_phone, committed):
     caller_phone.new_texts()
 
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     assert caller_phone.new_texts() == []
 
@@ -652,7 +653,7 @@ def test_no_closing_sms_when_it_is_off(allowed_call, caller_phone, committed):
 def test_after_the_call_a_text_gets_the_after_session_auto_response(allowed_call, caller_phone, committed, in_call_settings):
     in_call_settings.after_session_auto_response_enabled = True
     in_call_settings.save()
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
     caller_phone.new_texts()
 
     caller_phone.text("Hello? Is anyone there?")
@@ -666,7 +667,7 @@ def test_after_the_call_a_text_gets_the_after_session_auto_response(allowed_call
 def test_after_the_call_without_the_auto_response_the_do_not_reply_message_answers(
     allowed_call, caller_phone, committed, chat_settings
 ):
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
     caller_phone.new_texts()
 
     caller_phone.text("Hello?")
@@ -675,10 +676,10 @@ def test_after_the_call_without_the_auto_response_the_do_not_reply_message_answe
 
 
 def test_ending_twice_changes_nothing(allowed_call, committed):
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
     ended_at = reload(allowed_call).ended_at
 
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     assert reload(allowed_call).ended_at == ended_at
 
@@ -692,7 +693,7 @@ def test_an_abandoned_call_with_sms_data_gets_a_crm_ticket(allowed_call, caller_
     operation_settings.save()
     caller_phone.text("I cannot wait any longer, here is my order number: 9876")
 
-    call = committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    call = committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     call = reload(call)
     assert call.status == CallStatus.ABANDONED
@@ -709,7 +710,7 @@ def test_an_abandoned_call_without_sms_gets_no_ticket_when_only_with_sms(allowed
     operation_settings.abandoned_ticket_only_with_sms = True
     operation_settings.save()
 
-    call = committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    call = committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     assert reload(call).crm_record is None
     assert not CrmRecord.objects.exists()
@@ -721,7 +722,7 @@ def test_an_abandoned_call_gets_a_ticket_for_every_abandoned_call_when_so_set(ne
     operation_settings.save()
     call = new_call()
 
-    committed(blending.call_ended, call_sid=call.call_sid)
+    committed(lifecycle.end_call, call_sid=call.call_sid)
 
     assert reload(call).crm_record.entries.filter(kind="abandoned_call").exists()
 
@@ -730,7 +731,7 @@ def test_no_abandoned_call_ticket_when_the_setting_is_off(allowed_call, caller_p
     assert operation_settings.abandoned_call_ticket is False
     caller_phone.text("hello")
 
-    committed(blending.call_ended, call_sid=allowed_call.call_sid)
+    committed(lifecycle.end_call, call_sid=allowed_call.call_sid)
 
     assert not CrmRecord.objects.exists()
 
@@ -751,7 +752,7 @@ def test_an_earlier_calls_open_sms_side_is_closed_when_a_new_one_opens(allowed_c
 def test_the_banner_payload_never_carries_an_sms_chat_to_the_sms_adapter(allowed_call, alice_agent, committed, heard):
     """The SMS side's chat.updated events never reach an agent's group (no agent on the chat), so
     the adapter's chat list does not show it as an SMS chat."""
-    committed(blending.call_assigned, call_sid=allowed_call.call_sid, agent=alice_agent)
+    committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
 
     chat_events = [(group, event) for group, event in heard if event["type"] == "chat.updated"]
     assert chat_events

@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chats import blending
+from chats.calls import in_call_sms, lifecycle
 from chats.models import Call
 from portal.models import InCallSmsSettings, PresetMessage
 from queues.models import Queue
@@ -43,27 +43,27 @@ def _setup() -> dict:
     agent = make_agent("alice", display_name="Alice")
     queue.agents.add(agent)
     preset = PresetMessage.objects.create(language="en", label="Photo", text="Please text us a photo of the item.")
-    call = blending.call_queued(call_sid="CAsock", caller_number=CALLER, queue=queue)
+    call = lifecycle.queue_call(call_sid="CAsock", caller_number=CALLER, queue=queue)
     return {"agent": agent, "call": call, "preset": preset}
 
 
 def _assign(setup):
     Call.objects.filter(pk=setup["call"].pk).update(queued_at=timezone.now() - dt.timedelta(seconds=90))
-    return blending.call_assigned(call_sid="CAsock", agent=setup["agent"])
+    return lifecycle.assign_call(call_sid="CAsock", agent=setup["agent"])
 
 
 def _open_session(setup):
     call = Call.objects.get(pk=setup["call"].pk)
-    return blending.open_in_call_session(agent=setup["agent"], call=call)
+    return in_call_sms.open_in_call_session(agent=setup["agent"], call=call)
 
 
 def _send_preset(setup):
     call = Call.objects.get(pk=setup["call"].pk)
-    return blending.send_in_call_sms(agent=setup["agent"], call=call, preset=setup["preset"])
+    return in_call_sms.send_in_call_sms(agent=setup["agent"], call=call, preset=setup["preset"])
 
 
 def _end(setup):
-    blending.call_ended(call_sid="CAsock")
+    lifecycle.end_call(call_sid="CAsock")
 
 
 def _caller_texts(body: str):

@@ -17,7 +17,8 @@ from django.db import connections, transaction
 from django.db.models import Count, Q
 from django.test import Client
 
-from chats import blending, services
+from chats import services
+from chats.calls import lifecycle
 from chats.intake import receive_sms
 from chats.models import Author, Call, Chat, ChatStatus, DisconnectedBy, FinishReason, Message, Offer, Participant, ParticipantType
 from chats.services import ChatActionError, accept_offer, assign_waiting_chats
@@ -279,7 +280,7 @@ def test_a_call_assigned_while_the_caller_stops_its_sms_side_leaves_that_chat_fi
 
     def call_reaches_alice():
         assert stopping.wait(THREAD_TIMEOUT)
-        return blending.call_assigned(call_sid=call.call_sid, agent=alice)
+        return lifecycle.assign_call(call_sid=call.call_sid, agent=alice)
 
     assert_no_errors(run_together(caller_stops, call_reaches_alice))
     chat = Chat.objects.get(pk=chat_id)

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
 
-from chats import blending
+from chats.calls import lifecycle
 from chats.models import Author, Call, ChatStatus, ChatType, FinishReason, Media
 from portal.models import AgentStatus, CrmEntry, PresetMessage
 from sms.models import MessageStatus, OutboundMessage
@@ -62,7 +62,7 @@ def alice(blended):
 def on_call(new_call, alice, committed) -> Call:
     """Alice is on a call from CALLER (no wait-time SMS)."""
     call = new_call()
-    return committed(blending.call_assigned, call_sid=call.call_sid, agent=alice)
+    return committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_the_banner_opens_the_texts_received_while_waiting(new_call, alice, adap
     caller_phone.text("", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME9", MediaContentType0="image/jpeg")
     media = Media.objects.get()
     media.file.save("m.jpg", ContentFile(b"\xff\xd8jpeg"), save=True)
-    committed(blending.call_assigned, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
 
     detail = adapter.get(f"/{call.pk}").json()
     messages = adapter.get(f"/{call.pk}/messages").json()["messages"]
@@ -172,7 +172,7 @@ def test_no_session_when_in_call_sms_is_off(adapter, on_call, in_call_settings, 
 
 def test_a_non_us_caller_only_when_allowed(new_call, alice, adapter, committed, in_call_settings):
     call = new_call(caller=UK_CALLER)
-    committed(blending.call_assigned, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
 
     refused = adapter.post(f"/{call.pk}/sms-session")
     assert refused.status_code == 400
@@ -195,7 +195,7 @@ def test_presets_follow_the_calls_language(new_call, alice, adapter, committed, 
     chat_settings.enabled_languages = ["en", "es"]
     chat_settings.save()
     spanish = new_call("CAes", language="es")
-    committed(blending.call_assigned, call_sid=spanish.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=spanish.call_sid, agent=alice)
 
     body = adapter.get(f"/{spanish.pk}/presets").json()
 
@@ -282,7 +282,7 @@ def test_the_session_ends_with_the_call_and_the_closing_sms_is_sent(adapter, on_
     in_call_settings.save()
     adapter.post(f"/{on_call.pk}/sms", {"preset_id": presets["en"].pk})
 
-    committed(blending.call_ended, call_sid=on_call.call_sid)
+    committed(lifecycle.end_call, call_sid=on_call.call_sid)
 
     call = reload(on_call)
     assert call.chat.status == ChatStatus.FINISHED and call.chat.finish_reason == FinishReason.CALL_ENDED
@@ -295,7 +295,7 @@ def test_after_the_session_the_caller_gets_the_auto_response(adapter, on_call, p
     in_call_settings.after_session_auto_response_enabled = True
     in_call_settings.save()
     adapter.post(f"/{on_call.pk}/sms-session")
-    committed(blending.call_ended, call_sid=on_call.call_sid)
+    committed(lifecycle.end_call, call_sid=on_call.call_sid)
     caller_phone.new_texts()
 
     caller_phone.text("Thanks! One more question")
@@ -306,7 +306,7 @@ def test_after_the_session_the_caller_gets_the_auto_response(adapter, on_call, p
 
 def test_no_auto_response_when_it_is_off(adapter, on_call, committed, caller_phone, chat_settings):
     adapter.post(f"/{on_call.pk}/sms-session")
-    committed(blending.call_ended, call_sid=on_call.call_sid)
+    committed(lifecycle.end_call, call_sid=on_call.call_sid)
     caller_phone.new_texts()
 
     caller_phone.text("Hello?")
@@ -320,7 +320,7 @@ def test_the_wait_time_chat_becomes_the_session(new_call, alice, adapter, commit
     call = new_call()
     clock.shift(dt.timedelta(seconds=60))
     ask(committed, call, digit="1")
-    committed(blending.call_assigned, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
     chat_id = reload(call).chat_id
 
     adapter.post(f"/{call.pk}/sms", {"preset_id": presets["en"].pk})

@@ -286,11 +286,11 @@ IVR_OPERATIONS = [
 @pytest.fixture
 def fuzz_world(api, blended, settings, committed):
     """A known call ("ivr-0001") and agent (id 1 or so) for the generated requests to hit."""
-    from chats import blending
+    from chats.calls import lifecycle
 
     settings.API_RATE_LIMIT = "1000000/minute"
     make_agent("alice")
-    committed(blending.call_queued, call_sid="ivr-0001", caller_number=CALLER, queue=blended, source=CallSource.IVR_API)
+    committed(lifecycle.queue_call, call_sid="ivr-0001", caller_number=CALLER, queue=blended, source=CallSource.IVR_API)
     return {"Authorization": api.authorization}
 
 

@@ -103,3 +103,25 @@ def test_a_batch_with_one_chat_that_may_not_move_moves_none(place):
     movable.refresh_from_db()
     assert movable.status == ChatStatus.QUEUED and movable.version == 0
     assert not ChatEvent.objects.exists()
+
+
+# --- a call's status (chats.calls.lifecycle.CALL_MOVES) --------------------------------------------
+
+CALL_MOVES = [("queued", "assigned"), ("queued", "abandoned"), ("assigned", "ended")]
+
+
+@pytest.mark.parametrize("old, new", list(itertools.product(["queued", "assigned", "abandoned", "ended"], repeat=2)))
+def test_a_call_moves_only_by_its_table(old, new):
+    from chats.calls.lifecycle import CALL_MOVES as TABLE, move_call
+    from chats.models import Call
+    from chats.services import ChatActionError
+
+    assert sorted((a, b) for a, targets in TABLE.items() for b in targets) == sorted(CALL_MOVES)
+    call = Call(call_sid="CA1", caller_number="+12125550123", status=old)
+    if (old, new) in CALL_MOVES:
+        move_call(call, new)
+        assert call.status == new
+    else:
+        with pytest.raises(ChatActionError, match=f"is {old}; it cannot be {new}"):
+            move_call(call, new)
+        assert call.status == old

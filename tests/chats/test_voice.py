@@ -11,7 +11,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from chats.models import Call, CallSource, CallStatus, ChatStatus, WaitTimeSmsStatus
-from chats.voice import twilio_queue_name
+from chats.calls.voice import twilio_queue_name
 from portal.models import AgentStatus, BlendingMessages, CrmRecord
 from sms.models import OutboundMessage
 from tests.chats.calls import (  # noqa: F401 — fixtures

@@ -45,7 +45,7 @@ PNG = bytes.fromhex(  # a 1×1 PNG: the caller's MMS picture, as the provider wo
 
 class Ivr:
     """An IVR that is not Twilio's, reporting to /apps/api/v1/ivr/calls over HTTP with an API
-    credential, as chats/ivr_api.py documents."""
+    credential, as chats/calls/ivr_api.py documents."""
 
     def __init__(self, base_url: str):
         credential, secret = create_api_credential(name="e2e IVR")

@@ -1,6 +1,6 @@
 """Twilio Voice webhooks for wait-time SMS (SPEC B1), under /sms/twilio/voice/. Every request's
 X-Twilio-Signature is checked (403 otherwise) exactly like the SMS webhooks. The views parse,
-call chats.blending, and answer TwiML built with the SDK's VoiceResponse.
+call chats.calls (consent, lifecycle), and answer TwiML built with the SDK's VoiceResponse.
 
 Set up in Twilio:
 - the voice number's "A call comes in" webhook: POST https://<host>/sms/twilio/voice/incoming/?queue=<queue id or name>&lang=<code>
@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
-from chats import blending
+from chats.calls import consent, lifecycle, rules
 from chats.services import ChatActionError
 from portal.models import AgentProfile, BlendingMessages, InCallSmsSettings
 from queues.models import Queue
@@ -74,7 +74,7 @@ def _absolute(request, path: str) -> str:
     return (settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")) + path
 
 
-def _speak(request, verb, prompt: blending.Prompt) -> None:
+def _speak(request, verb, prompt: rules.Prompt) -> None:
     """Add the prompt to a <Response> or <Gather>: the recording when there is one, else <Say>."""
     if prompt.audio:
         verb.play(_absolute(request, f"/sms/twilio/voice/prompt/{prompt.language}/{prompt.kind}/"))
@@ -82,10 +82,10 @@ def _speak(request, verb, prompt: blending.Prompt) -> None:
         verb.say(prompt.text, language=SAY_LANGUAGES.get(prompt.language, "en-US"))
 
 
-def _consent_gather(request, response: VoiceResponse, prompts: list[blending.Prompt]) -> None:
+def _consent_gather(request, response: VoiceResponse, prompts: list[rules.Prompt]) -> None:
     gather = response.gather(
         num_digits=1,
-        timeout=blending.CONSENT_TIMEOUT_SECONDS,
+        timeout=consent.CONSENT_TIMEOUT_SECONDS,
         action=CONSENT_URL,
         method="POST",
         action_on_empty_result=True,
@@ -125,7 +125,7 @@ def voice_incoming(request):
         response.say("Sorry, this line is not set up yet. Goodbye.")
         response.hangup()
         return _twiml(response)
-    blending.call_queued(
+    lifecycle.queue_call(
         call_sid=call_sid,
         caller_number=caller,
         queue=queue,
@@ -142,9 +142,9 @@ def voice_incoming(request):
 def voice_wait(request):
     response = VoiceResponse()
     try:
-        _, step = blending.wait_step(call_sid=request.POST.get("CallSid", ""))
+        _, step = consent.wait_step(call_sid=request.POST.get("CallSid", ""))
     except ChatActionError:
-        _hold(response, blending.HOLD_MAX_SECONDS)  # a call the portal does not know: just hold
+        _hold(response, consent.HOLD_MAX_SECONDS)  # a call the portal does not know: just hold
         return _twiml(response)
     if step.action == "consent":
         _consent_gather(request, response, [step.prompt])
@@ -157,7 +157,7 @@ def voice_wait(request):
 def voice_consent(request):
     response = VoiceResponse()
     try:
-        _, result = blending.apply_digit(call_sid=request.POST.get("CallSid", ""), digit=request.POST.get("Digits", ""))
+        _, result = consent.apply_digit(call_sid=request.POST.get("CallSid", ""), digit=request.POST.get("Digits", ""))
     except ChatActionError:
         response.redirect(WAIT_URL, method="POST")
         return _twiml(response)
@@ -184,7 +184,7 @@ def voice_connect(request):
         log.warning("call %s connected to unknown agent %r", request.POST.get("CallSid", ""), value)
     else:
         try:
-            blending.call_assigned(call_sid=request.POST.get("CallSid", ""), agent=agent)
+            lifecycle.assign_call(call_sid=request.POST.get("CallSid", ""), agent=agent)
         except ChatActionError as exc:
             log.warning("call %s not assigned: %s", request.POST.get("CallSid", ""), exc.message)
     return _twiml(VoiceResponse())
@@ -208,7 +208,7 @@ def voice_status(request):
 
 def _end(call_sid: str) -> None:
     try:
-        blending.call_ended(call_sid=call_sid)
+        lifecycle.end_call(call_sid=call_sid)
     except ChatActionError:
         log.info("status for unknown call %s ignored", call_sid)
 

@@ -3,7 +3,7 @@ the agent's call actions. Appended to portal/urls.py's urlpatterns. The /apps/ap
 answer with and without their trailing slash, like the rest of the API."""
 from django.urls import path, re_path
 
-from chats import calls_api, ivr_api, voice
+from chats.calls import agent_api, ivr_api, voice
 
 API = r"^apps/api/v1/"
 CALL_ID = r"(?P<call_id>[^/]+)"  # any id the IVR uses; unknown ones get a JSON 404
@@ -23,11 +23,11 @@ urlpatterns = [
     re_path(API + r"ivr/calls/" + CALL_ID + r"/digit/?$", ivr_api.DigitView.as_view(), name="api-ivr-digit"),
     re_path(API + r"ivr/calls/" + CALL_ID + r"/assigned/?$", ivr_api.AssignedView.as_view(), name="api-ivr-assigned"),
     re_path(API + r"ivr/calls/" + CALL_ID + r"/ended/?$", ivr_api.EndedView.as_view(), name="api-ivr-ended"),
-    re_path(API + r"agent/calls/?$", calls_api.CallListView.as_view(), name="agent-calls"),
-    re_path(AGENT_CALL + r"/?$", calls_api.CallDetailView.as_view(), name="agent-call"),
-    re_path(AGENT_CALL + r"/messages/?$", calls_api.CallMessagesView.as_view(), name="agent-call-messages"),
-    re_path(AGENT_CALL + r"/presets/?$", calls_api.CallPresetsView.as_view(), name="agent-call-presets"),
-    re_path(AGENT_CALL + r"/sms-session/?$", calls_api.SessionView.as_view(), name="agent-call-session"),
-    re_path(AGENT_CALL + r"/sms/?$", calls_api.CallSmsView.as_view(), name="agent-call-sms"),
-    re_path(AGENT_CALL + r"/app-link/?$", calls_api.AppLinkView.as_view(), name="agent-call-app-link"),
+    re_path(API + r"agent/calls/?$", agent_api.CallListView.as_view(), name="agent-calls"),
+    re_path(AGENT_CALL + r"/?$", agent_api.CallDetailView.as_view(), name="agent-call"),
+    re_path(AGENT_CALL + r"/messages/?$", agent_api.CallMessagesView.as_view(), name="agent-call-messages"),
+    re_path(AGENT_CALL + r"/presets/?$", agent_api.CallPresetsView.as_view(), name="agent-call-presets"),
+    re_path(AGENT_CALL + r"/sms-session/?$", agent_api.SessionView.as_view(), name="agent-call-session"),
+    re_path(AGENT_CALL + r"/sms/?$", agent_api.CallSmsView.as_view(), name="agent-call-sms"),
+    re_path(AGENT_CALL + r"/app-link/?$", agent_api.AppLinkView.as_view(), name="agent-call-app-link"),
 ]

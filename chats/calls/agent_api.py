@@ -1,5 +1,5 @@
 """The agent's calls in the adapter (SPEC B1–B3), under /apps/api/v1/agent/calls/ (session auth +
-CSRF, like the rest of the adapter's REST actions). Each view parses, calls chats.blending, and
+CSRF, like the rest of the adapter's REST actions). Each view parses, calls chats.calls (in_call_sms, sms_side), and
 answers; refusals are 4xx with {"error": "<sentence>"}.
 
     GET  /apps/api/v1/agent/calls                     the calls the agent is on now
@@ -19,7 +19,8 @@ from django.http import Http404
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from chats import blending, events
+from chats import events
+from chats.calls import in_call_sms, sms_side
 from chats.api import AgentView
 from chats.models import Call, CallStatus, Message
 from chats.serializers import MessageSerializer, consumer_number_for
@@ -41,13 +42,13 @@ class CallsAgentView(AgentView):
         context = self.context()
         body["caller_number"] = consumer_number_for(self.request.user, call.caller_number, context["mask"])
         body["queue_name"] = call.queue.name if call.queue else ""
-        received = blending.wait_time_sms_received(call)
+        received = sms_side.wait_time_sms_received(call)
         body["wait_time_sms"] = {
             **received,
             "banner": events.WAIT_TIME_SMS_BANNER if received["received"] else "",
             "messages_url": f"/apps/api/v1/agent/calls/{call.pk}/messages",
         }
-        body["in_call_sms_available"] = not blending.in_call_refusal(call)
+        body["in_call_sms_available"] = not in_call_sms.in_call_refusal(call)
         return body
 
 
@@ -80,7 +81,7 @@ class CallPresetsView(CallsAgentView):
     def get(self, request, call_id):
         call = self.call_for_agent(call_id)
         in_call = InCallSmsSettings.load()
-        presets = blending.presets_for(call)
+        presets = in_call_sms.presets_for(call)
         language = presets[0].language if presets else call.language
         return Response(
             {
@@ -93,15 +94,15 @@ class CallPresetsView(CallsAgentView):
                 "language_name": language_name(language),
                 "custom_allowed": in_call.custom_messages_allowed,
                 "custom_limit": in_call.custom_message_limit,
-                "app_links": blending.available_app_links(),
-                "refusal": blending.in_call_refusal(call, in_call),
+                "app_links": in_call_sms.available_app_links(),
+                "refusal": in_call_sms.in_call_refusal(call, in_call),
             }
         )
 
 
 class SessionView(CallsAgentView):
     def post(self, request, call_id):
-        call = blending.open_in_call_session(agent=self.agent, call=self.call_for_agent(call_id))
+        call = in_call_sms.open_in_call_session(agent=self.agent, call=self.call_for_agent(call_id))
         return Response(self.call_json(call))
 
 
@@ -120,7 +121,7 @@ class CallSmsView(CallsAgentView):
             preset = PresetMessage.objects.filter(pk=data.validated_data["preset_id"]).first()
             if preset is None:
                 raise ChatActionError("That preset message does not exist.", code="invalid")
-        message = blending.send_in_call_sms(
+        message = in_call_sms.send_in_call_sms(
             agent=self.agent, call=call, preset=preset, body=data.validated_data.get("body", "")
         )
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
@@ -136,5 +137,5 @@ class AppLinkView(CallsAgentView):
         call = self.call_for_agent(call_id)
         data = AppLinkSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        message = blending.send_app_link(agent=self.agent, call=call, **data.validated_data)
+        message = in_call_sms.send_app_link(agent=self.agent, call=call, **data.validated_data)
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)

@@ -24,7 +24,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from chats import blending, events
+from chats import events
+from chats.calls import consent, lifecycle, rules, sms_side
 from chats.models import Call, CallSource
 from chats.services import ChatActionError
 from portal.models import AgentProfile
@@ -33,7 +34,7 @@ from queues.models import Queue
 from sms.numbers import parse_e164
 
 
-def prompt_json(request, prompt: blending.Prompt) -> dict:
+def prompt_json(request, prompt: rules.Prompt) -> dict:
     audio_url = None
     if prompt.audio:
         base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
@@ -108,7 +109,7 @@ class IvrView(PublicApiView):
     def call(self, call_id: str) -> Call:
         call = Call.objects.select_related("queue").filter(call_sid=call_id).first()
         if call is None:
-            raise blending.CallNotFound(call_id)
+            raise lifecycle.CallNotFound(call_id)
         return call
 
 
@@ -138,7 +139,7 @@ class CallsView(IvrView):
         queue = Queue.objects.filter(pk=values["queue_id"], children__isnull=True).first()
         if queue is None:
             raise ChatActionError("queue_id is not found", code="invalid")
-        call = blending.call_queued(
+        call = lifecycle.queue_call(
             call_sid=values["call_id"],
             caller_number=values["caller_number"],
             queue=queue,
@@ -155,8 +156,8 @@ class CallView(IvrView):
         call = self.call(call_id)
         body = events.call_payload(call)
         if call.status == "queued":
-            body["estimated_wait_seconds"] = blending.estimated_wait_seconds(call)
-        body["wait_time_sms"] = blending.wait_time_sms_received(call)
+            body["estimated_wait_seconds"] = consent.estimated_wait_seconds(call)
+        body["wait_time_sms"] = sms_side.wait_time_sms_received(call)
         return Response(body)
 
 
@@ -166,13 +167,13 @@ class WaitView(IvrView):
         request=None, responses={200: WaitAnswerSerializer, **IVR_ERRORS},
     )
     def post(self, request, call_id):
-        call, step = blending.wait_step(call_sid=call_id)
+        call, step = consent.wait_step(call_sid=call_id)
         if step.action == "consent":
             return Response(
                 {
                     "action": "consent",
                     "prompts": [prompt_json(request, step.prompt)],
-                    "timeout_seconds": blending.CONSENT_TIMEOUT_SECONDS,
+                    "timeout_seconds": consent.CONSENT_TIMEOUT_SECONDS,
                     "call": events.call_payload(call),
                 }
             )
@@ -198,7 +199,7 @@ class DigitView(IvrView):
     def post(self, request, call_id):
         data = DigitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        call, result = blending.apply_digit(call_sid=call_id, digit=data.validated_data.get("digit", ""))
+        call, result = consent.apply_digit(call_sid=call_id, digit=data.validated_data.get("digit", ""))
         body = {
             "outcome": result.outcome,
             "prompts": [prompt_json(request, prompt) for prompt in result.prompts],
@@ -206,7 +207,7 @@ class DigitView(IvrView):
             "call": events.call_payload(call),
         }
         if result.ask_again:
-            body["timeout_seconds"] = blending.CONSENT_TIMEOUT_SECONDS
+            body["timeout_seconds"] = consent.CONSENT_TIMEOUT_SECONDS
         return Response(body)
 
 
@@ -233,7 +234,7 @@ class AssignedView(IvrView):
             agent = AgentProfile.objects.filter(user__email__iexact=values["agent_email"]).first()
         if agent is None:
             raise ChatActionError("Agent is not found", code="invalid")
-        call = blending.call_assigned(call_sid=call.call_sid, agent=agent)
+        call = lifecycle.assign_call(call_sid=call.call_sid, agent=agent)
         return Response(events.call_payload(call))
 
 
@@ -243,5 +244,5 @@ class EndedView(IvrView):
         request=None, responses={200: CallOutSerializer, **IVR_ERRORS},
     )
     def post(self, request, call_id):
-        call = blending.call_ended(call_sid=self.call(call_id).call_sid)
+        call = lifecycle.end_call(call_sid=self.call(call_id).call_sid)
         return Response(events.call_payload(call))
