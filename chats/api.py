@@ -11,10 +11,11 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chats import services
+from chats import assignment, crm_records, services
 from chats.models import Author, Chat, ChatStatus, Media, Message, Offer
 from chats.serializers import AgentChatSerializer, AgentSerializer, MessageSerializer, consumer_number_for
 from chats.stats import agent_stats
+from chats.errors import ChatActionError
 from portal import crm
 from portal.models import AgentProfile, AgentStatus, ChatSettings, ChatShortcut, CrmContact
 from queues.models import Queue
@@ -44,7 +45,7 @@ class AgentView(APIView):
         return {"request": self.request, "mask": ChatSettings.load().mask_consumer_numbers}
 
     def handle_exception(self, exc):
-        if isinstance(exc, services.ChatActionError):
+        if isinstance(exc, ChatActionError):
             conflicts = {"taken", "active_chat", "finished", "over_capacity"}  # the state, not the request
             code = status.HTTP_409_CONFLICT if exc.code in conflicts else status.HTTP_400_BAD_REQUEST
             if exc.code in {"not_held", "not_offered"}:
@@ -108,7 +109,7 @@ class StateView(AgentView):
             .select_related("portal_number", "queue")
             .distinct()
         )
-        queue_ids = services.agent_queue_ids(agent)
+        queue_ids = assignment.agent_queue_ids(agent)
         context = self.context()
         return Response(
             {
@@ -153,7 +154,7 @@ class StatusView(AgentView):
     def post(self, request):
         data = StatusSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.change_agent_status(agent=self.agent, status=data.validated_data["status"])
+        assignment.change_agent_status(agent=self.agent, status=data.validated_data["status"])
         self.agent.refresh_from_db()
         return Response(AgentSerializer(self.agent).data)
 
@@ -161,7 +162,7 @@ class StatusView(AgentView):
 class AcceptView(AgentView):
     def post(self, request, chat_id):
         chat = self.chat_for_agent(chat_id, any_offer=True)
-        chat = services.accept_offer(agent=self.agent, chat=chat)
+        chat = assignment.accept_offer(agent=self.agent, chat=chat)
         return Response(AgentChatSerializer(chat, context=self.context()).data)
 
 
@@ -187,7 +188,7 @@ class MessagesView(AgentView):
         if keyword:
             shortcut = ChatShortcut.objects.filter(keyword=keyword).first()
             if shortcut is None:
-                raise services.ChatActionError(f"There is no shortcut /{keyword}.", code="invalid")
+                raise ChatActionError(f"There is no shortcut /{keyword}.", code="invalid")
             body = shortcut.text
         message = services.send_agent_message(agent=self.agent, chat=chat, body=body)
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
@@ -207,11 +208,11 @@ class TransferView(AgentView):
         if "agent_id" in data.validated_data:
             to_agent = AgentProfile.objects.filter(pk=data.validated_data["agent_id"]).first()
             if to_agent is None:
-                raise services.ChatActionError("That agent does not exist.", code="invalid")
+                raise ChatActionError("That agent does not exist.", code="invalid")
         if "queue_id" in data.validated_data:
             to_queue = Queue.objects.filter(pk=data.validated_data["queue_id"]).first()
             if to_queue is None:
-                raise services.ChatActionError("That queue does not exist.", code="invalid")
+                raise ChatActionError("That queue does not exist.", code="invalid")
         transfer = services.transfer_chat(agent=self.agent, chat=chat, to_agent=to_agent, to_queue=to_queue)
         if transfer.status == "failed":
             return Response({"error": f"Transfer failed: {transfer.reason}", "code": "transfer_failed"}, status=status.HTTP_409_CONFLICT)
@@ -267,15 +268,15 @@ class ContactView(AgentView):
     def post(self, request, chat_id):
         chat = self.chat_for_agent(chat_id)
         if chat.agent_id != self.agent.pk:
-            raise services.ChatActionError("You are not connected to this chat.", code="not_held")
+            raise ChatActionError("You are not connected to this chat.", code="not_held")
         data = ContactSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         contact = None
         if data.validated_data.get("contact_id"):
             contact = CrmContact.objects.filter(pk=data.validated_data["contact_id"], phone_number=chat.consumer_number).first()
             if contact is None:
-                raise services.ChatActionError("That contact does not have this consumer's number.", code="invalid")
-        services.choose_chat_contact(chat=chat, contact=contact, new_name=data.validated_data.get("new_name", ""))
+                raise ChatActionError("That contact does not have this consumer's number.", code="invalid")
+        crm_records.choose_chat_contact(chat=chat, contact=contact, new_name=data.validated_data.get("new_name", ""))
         return self.get(request, chat_id)
 
 
@@ -291,7 +292,7 @@ class OutboundView(AgentView):
         data.is_valid(raise_exception=True)
         number = PhoneNumber.objects.filter(pk=data.validated_data["portal_number_id"]).first()
         if number is None:
-            raise services.ChatActionError("Pick one of your queues' outbound numbers.", code="invalid_number")
+            raise ChatActionError("Pick one of your queues' outbound numbers.", code="invalid_number")
         chat = services.start_outbound_chat(
             agent=self.agent,
             consumer_number=data.validated_data["consumer_number"].strip(),

@@ -18,7 +18,10 @@ from chats.models import (
     ParticipantType,
     StartType,
 )
-from chats.services import ChatActionError, open_crm_record, send_agent_message, send_text
+from chats.crm_records import open_crm_record
+from chats.errors import ChatActionError
+from chats.services import send_agent_message
+from chats.transcript import send_text
 from chats.states import transition
 from portal.models import AgentProfile, ChatSettings
 from queues.models import Queue

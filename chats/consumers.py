@@ -12,7 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from chats import events
 from chats.models import Call, CallStatus, Chat
 from chats.serializers import masks_numbers_for, number_as_shown
-from chats.services import agent_queue_ids, connect_adapter
+from chats.assignment import agent_queue_ids, connect_adapter
 from portal import realtime
 from portal.models import AgentProfile
 from portal.presence import agent_disconnected, touch_agent

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import api_sms, services
+from chats import api_sms, assignment, services, transcript
 from chats.calls import sms_side
 from chats.models import (
     ACTIVE_STATUSES,
@@ -96,7 +96,7 @@ def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = 
     if not body:
         return None
     if chat is not None:
-        return services.send_text(chat=chat, body=body)
+        return transcript.send_text(chat=chat, body=body)
     return queue_sms(
         to=inbound.from_number, from_number=inbound.to_number, body=body, ignore_do_not_contact=ignore_do_not_contact
     )
@@ -218,8 +218,8 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
     if chat.status == ChatStatus.SELECTING:
         return _menu_answer(chat, inbound.body, command, chat_settings)
     if chat.status == ChatStatus.DISMISSED:
-        services.send_text(chat=chat, body=chat_settings.dismissed_chat_auto_response)
-        services.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
+        transcript.send_text(chat=chat, body=chat_settings.dismissed_chat_auto_response)
+        assignment.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
         return "dismissed_requeued"
     return "message"
 
@@ -236,11 +236,11 @@ def _assign_again_after_commit(chat: Chat) -> None:
     wait for the next chat or agent to come along (two quick texts from a new consumer do this:
     the second holds the chat while the first one's assignment runs)."""
     if chat.status == ChatStatus.QUEUED and chat.queue_id:
-        services.assign_after_commit(chat.queue)
+        assignment.assign_after_commit(chat.queue)
 
 
 def _record_consumer(chat: Chat, inbound: InboundMessage):
-    message = services.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
+    message = transcript.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
     if inbound.media:
         items = [
             Media(message=message, content_type=item.get("content_type", ""), source_url=item.get("url", "")[:500])
@@ -316,10 +316,10 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
     ChatEvent.objects.create(chat=chat, kind="created", by="end_user", data={"queue_id": queue.pk})
     _record_consumer(chat, inbound)  # sets the chat's first deadline too
     if first_contact:
-        services.send_text(chat=chat, body=chat_settings.opt_in_message)
-    services.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
+        transcript.send_text(chat=chat, body=chat_settings.opt_in_message)
+    transcript.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
     if not chat.language_chosen:
-        services.send_text(chat=chat, body=_language_menu(languages))
+        transcript.send_text(chat=chat, body=_language_menu(languages))
         chat.menu_path = []
         return "language_menu"
     return _enter_queue(chat, queue, chat_settings)
@@ -343,7 +343,7 @@ def _api_chat_reply(chat: Chat, chat_settings: ChatSettings) -> str:
     queue = chat.queue
     if queue is None:
         return "message"  # its queue was deleted since: the text stays in the transcript
-    services.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
+    transcript.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
     return _enter_queue(chat, queue, chat_settings)
 
 
@@ -356,7 +356,7 @@ def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved:
     fields the caller changed, saved with this step's own change."""
     options = _menu_options(queue)
     if not options:
-        services.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
+        assignment.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
         return "queued"
     fields = list(unsaved)
     if chat.menu_queue_id != queue.pk:
@@ -364,7 +364,7 @@ def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved:
         fields.append("menu_queue")
     if fields:
         chat.save(update_fields=fields)
-    services.send_text(chat=chat, body=_menu_text(chat, queue, options, chat_settings))
+    transcript.send_text(chat=chat, body=_menu_text(chat, queue, options, chat_settings))
     return "menu"
 
 
@@ -391,8 +391,8 @@ def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) ->
     options = _menu_options(menu)
     choice = _pick(options, body)
     if choice is None:
-        services.send_text(chat=chat, body=queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language))
-        services.send_text(chat=chat, body=_menu_text(chat, menu, options, chat_settings))
+        transcript.send_text(chat=chat, body=queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language))
+        transcript.send_text(chat=chat, body=_menu_text(chat, menu, options, chat_settings))
         return "invalid_choice"
     chat.menu_path = [*chat.menu_path, choice.pk]
     return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path",))
@@ -419,7 +419,7 @@ def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
     else:
         chosen = next((code for code in languages if answer in {code, language_name(code).lower()}), None)
     if chosen is None:
-        services.send_text(chat=chat, body=_language_menu(languages))
+        transcript.send_text(chat=chat, body=_language_menu(languages))
         return "invalid_language"
     chat.language = chosen
     chat.language_chosen = True

@@ -32,7 +32,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chats import flow, services
+from chats import assignment, flow
 from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -187,7 +187,7 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
     """Claim up to `limit` pending texts and handle them in one transaction: the settings read
     once, each text in its own savepoint, its pushes and send tasks leaving together after the
     commit. Returns how many texts it handled (failed tries included)."""
-    with cached_singletons(), batched_pushes(), batched_sends(), services.batched_assignments():
+    with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments():
         with transaction.atomic():
             texts = _claim(limit)
             # Below a few texts, each text's own lookup (one or two queries) costs less.

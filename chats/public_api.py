@@ -11,8 +11,9 @@ from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from chats import api_sms, services
+from chats import api_sms
 from chats.models import Chat, Media
+from chats.errors import ChatActionError
 from chats.public_serializers import (
     ApiSmsRequestSerializer,
     ChatFilterSerializer,
@@ -123,7 +124,7 @@ class ApiSmsView(PublicApiView):
             chat, _created = api_sms.send_api_sms(
                 **{name: data.get(name) for name in SMS_FIELDS}, by=f"api:{request.auth.key}"
             )
-        except services.ChatActionError as exc:
+        except ChatActionError as exc:
             raise ApiError(exc.message) from exc
         chat = public_chats().get(pk=chat.pk)
         return Response(PublicChatSerializer(chat).data)

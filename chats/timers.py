@@ -9,7 +9,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from chats import events, services
+from chats import assignment, events, services
 from chats.deadlines import DeadlineFacts, DeadlineKind, recompute_deadline
 from chats.models import (
     ACTIVE_STATUSES,
@@ -160,7 +160,7 @@ def _dismiss(chat: Chat, *, now: dt.datetime) -> None:
     chat.participants.filter(type="agent", ended_at__isnull=True).update(status="dismissed", ended_at=now)
     transition(chat, ChatStatus.DISMISSED, by="timer")
     if holder is not None:
-        services.capacity_appeared(agent=holder)
+        assignment.route_to_agent(agent=holder)
 
 
 def expire_chats(chats: list[Chat]) -> None:
@@ -195,7 +195,7 @@ def expire_chats(chats: list[Chat]) -> None:
         status=Offer.Status.WITHDRAWN, answered_at=now
     )
     for holder in holders.values():
-        services.capacity_appeared(agent=holder)
+        assignment.route_to_agent(agent=holder)
 
 
 def _send_expired_texts(chats: list[Chat]) -> None:

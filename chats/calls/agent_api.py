@@ -24,7 +24,7 @@ from chats.calls import in_call_sms, sms_side
 from chats.api import AgentView
 from chats.models import Call, CallStatus, Message
 from chats.serializers import MessageSerializer, consumer_number_for
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal.languages import language_name
 from portal.models import InCallSmsSettings, PresetMessage
 

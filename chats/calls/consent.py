@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Avg, DurationField, ExpressionWrapper, F
 from django.utils import timezone
 
-from chats import events, services
+from chats import events, transcript
 from chats.calls import lifecycle, rules, sms_side
 from chats.models import (
     Call,
@@ -212,7 +212,7 @@ def _send_wait_time_sms(call: Call) -> None:
     chat = sms_side.open_sms_side(call, ChatType.WAIT_TIME_SMS)
     body = rules.messages_for(call.language).wait_time_sms_text
     try:
-        services.send_text(chat=chat, body=body, kind="blending")
+        transcript.send_text(chat=chat, body=body, kind="blending")
     except SendRefused as exc:
         ChatEvent.objects.create(chat=chat, kind="wait_time_sms.refused", data={"error": exc.message})
         log.warning("call %s: wait-time SMS refused: %s", call.call_sid, exc.message)

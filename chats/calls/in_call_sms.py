@@ -6,7 +6,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from chats import events, services
+from chats import events, transcript
 from chats.calls import lifecycle, rules, sms_side
 from chats.models import (
     Author,
@@ -17,7 +17,7 @@ from chats.models import (
     ChatType,
     Message,
 )
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal import crm
 from portal.models import (
     AgentProfile,
@@ -104,7 +104,7 @@ def send_in_call_sms(
 def _agent_sends(call: Call, agent: AgentProfile, body: str) -> Message:
     chat = Chat.objects.select_for_update(of=("self",)).select_related("portal_number").get(pk=call.chat_id)
     try:
-        message = services.send_text(chat=chat, body=body, author=Author.AGENT, agent=agent, kind="blending")
+        message = transcript.send_text(chat=chat, body=body, author=Author.AGENT, agent=agent, kind="blending")
     except SendRefused as exc:
         raise ChatActionError(exc.message, code="send_refused") from exc
     chat.last_agent_message_at = timezone.now()

@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from chats import events
 from chats.calls import consent, lifecycle, rules, sms_side
 from chats.models import Call, CallSource
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal.models import AgentProfile
 from portal.public_api import COMMON_ERRORS, PublicApiView, error_response
 from queues.models import Queue

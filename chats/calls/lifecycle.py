@@ -19,7 +19,7 @@ from chats.models import (
     CallStatus,
     Chat,
 )
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal import crm
 from portal.models import (
     AgentProfile,

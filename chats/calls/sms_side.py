@@ -5,7 +5,7 @@ import logging
 
 from django.db.models import Q
 
-from chats import events, services
+from chats import events, services, transcript
 from chats.calls import rules
 from chats.models import (
     BLENDED_CHAT_TYPES,
@@ -169,7 +169,7 @@ def end_sms_side(call: Call) -> None:
         body = rules.messages_for(chat.language, in_call).closing_sms
         if body:
             try:
-                services.send_text(chat=chat, body=body, kind="blending")
+                transcript.send_text(chat=chat, body=body, kind="blending")
             except SendRefused as exc:
                 log.info("call %s: closing SMS not sent: %s", call.call_sid, exc.message)
     services.end_chat(chat=chat, by=DisconnectedBy.SYSTEM, reason=FinishReason.CALL_ENDED, notify_consumer=False)

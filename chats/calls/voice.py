@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
 from chats.calls import consent, lifecycle, rules
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal.models import AgentProfile, BlendingMessages, InCallSmsSettings
 from queues.models import Queue
 from sms.signatures import is_valid_twilio_request

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chats import services
+from chats import assignment, services
 from chats.models import Chat, Message
 from portal import presence
 from portal.models import ChatSettings
@@ -114,7 +114,7 @@ def go_online(committed):
 
     def connect(agent):
         presence.agent_connected(agent=agent)
-        committed(services.capacity_appeared, agent=agent)
+        committed(assignment.route_to_agent, agent=agent)
         agent.refresh_from_db()
         return agent
 

@@ -554,7 +554,7 @@ def test_texts_after_assignment_reach_the_agent_live_and_the_crm(allowed_call, c
 
 
 def test_assigning_twice_to_the_same_agent_is_harmless_and_to_another_is_refused(allowed_call, alice_agent, committed):
-    from chats.services import ChatActionError
+    from chats.errors import ChatActionError
 
     committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)
     committed(lifecycle.assign_call, call_sid=allowed_call.call_sid, agent=alice_agent)

@@ -3,7 +3,7 @@ import pytest
 
 from chats import services
 from chats.models import Chat, ChatStatus, DisconnectedBy, FinishReason
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from portal.keywords import HELP_WORDS, START_WORDS, STOP_WORDS
 from queues.models import MenuAction
 from sms.models import DoNotContact, InboundMessage, MessageStatus, OutboundMessage

@@ -21,7 +21,8 @@ from chats import services
 from chats.calls import lifecycle
 from chats.intake import receive_sms
 from chats.models import Author, Call, Chat, ChatStatus, DisconnectedBy, FinishReason, Message, Offer, Participant, ParticipantType
-from chats.services import ChatActionError, accept_offer, assign_waiting_chats
+from chats.assignment import accept_offer, assign_waiting_chats
+from chats.errors import ChatActionError
 from queues.models import AnswerType, QueueMessages
 from sms.models import InboundMessage, OutboundMessage
 from tests.chats.calls import ask, blended, clock, in_call_number, in_call_settings, new_call  # noqa: F401 — fixtures

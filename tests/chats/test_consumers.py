@@ -18,7 +18,7 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.test import Client
 
-from chats import events, services
+from chats import assignment, events, services
 from chats.consumers import CLOSE_NOT_AN_AGENT, CLOSE_UNAUTHENTICATED
 from chats.intake import receive_sms
 from chats.models import Chat, ChatStatus
@@ -445,7 +445,7 @@ async def test_a_manual_answer_offer_reaches_only_the_offered_agents(alice, bob,
         for heard in (alice_heard, bob_heard):
             offers = [e for e in heard if e["type"] == "chat.offered"]
             assert len(offers) == 1 and offers[0]["chat"]["id"] == chat.pk
-        await database_sync_to_async(services.accept_offer)(agent=bob, chat=chat)
+        await database_sync_to_async(assignment.accept_offer)(agent=bob, chat=chat)
         bob_heard = await drain(bob_socket)
         assert [e["chat"]["agent_id"] for e in bob_heard if e["type"] == "chat.updated"] == [bob.pk]
         # Alice's offer is withdrawn: she hears that it left the queue, once, not whose it became.
@@ -478,7 +478,7 @@ async def test_a_reloaded_page_is_still_told_when_its_offer_is_taken(alice, bob,
         await alice_socket.disconnect()
         alice_socket = reloaded
         await drain(bob_socket)
-        await database_sync_to_async(services.accept_offer)(agent=bob, chat=chat)
+        await database_sync_to_async(assignment.accept_offer)(agent=bob, chat=chat)
         assert [(e["type"], e["status"]) for e in await drain(alice_socket)] == [("queue.chat", "assigned")]
     finally:
         await alice_socket.disconnect()

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from chats import services, timers
+from chats import assignment, services, timers
 from chats.models import (
     Author,
     ChatEvent,
@@ -20,7 +20,7 @@ from chats.models import (
     StartType,
     Transfer,
 )
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from chats.deadlines import DeadlineKind
 from portal import presence
 from portal.models import AgentProfile, AgentStatus
@@ -263,13 +263,13 @@ def test_manual_answer_offers_to_every_eligible_agent_and_the_first_to_accept_wi
     assert set(Offer.objects.filter(chat=chat).values_list("agent__user__username", flat=True)) == {"alice", "bob"}
     assert phone.new_texts()[-1] == BILLING_QUEUED
 
-    accepted = committed(services.accept_offer, agent=bob, chat=chat)
+    accepted = committed(assignment.accept_offer, agent=bob, chat=chat)
 
     assert accepted.status == ChatStatus.ASSIGNED and accepted.agent == bob
     assert accepted.start_type == StartType.MANUAL
     assert phone.new_texts() == ["Bob from Billing has joined the chat."]
     with pytest.raises(ChatActionError) as refused:
-        committed(services.accept_offer, agent=alice, chat=chat)
+        committed(assignment.accept_offer, agent=alice, chat=chat)
     assert refused.value.message == "Another agent already accepted this chat."
     chat.refresh_from_db()
     assert chat.agent == bob
@@ -286,10 +286,10 @@ def test_manual_answer_is_refused_over_capacity(make_phone, manual_billing, alic
     for phone in (first, second):
         phone.text("Hi")
         phone.text("1")
-    committed(services.accept_offer, agent=alice, chat=first.chat())
+    committed(assignment.accept_offer, agent=alice, chat=first.chat())
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.accept_offer, agent=alice, chat=second.chat())
+        committed(assignment.accept_offer, agent=alice, chat=second.chat())
 
     assert refused.value.code == "over_capacity"
     assert refused.value.message == "You already hold 1 chat, your maximum."
@@ -315,7 +315,7 @@ def test_an_agent_who_was_not_offered_a_chat_cannot_accept_it(phone, manual_bill
     phone.text("1")
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.accept_offer, agent=bob, chat=phone.chat())
+        committed(assignment.accept_offer, agent=bob, chat=phone.chat())
 
     assert refused.value.code == "not_offered"
 
@@ -375,7 +375,7 @@ def test_an_away_or_unconnected_agent_gets_nothing(phone, alice, bob, go_online,
     presence.set_agent_status(agent=alice, status=AgentStatus.AWAY)
     # Bob is "available" but has no adapter open.
     presence.set_agent_status(agent=bob, status=AgentStatus.AVAILABLE)
-    committed(services.capacity_appeared, agent=bob)
+    committed(assignment.route_to_agent, agent=bob)
 
     phone.text("Hi")
     phone.text("1")
@@ -428,7 +428,7 @@ def test_an_agent_who_becomes_available_gets_the_waiting_chats(phone, alice, go_
     assert phone.chat().status == ChatStatus.QUEUED
 
     became_available = presence.set_agent_status(agent=alice, status=AgentStatus.AVAILABLE)
-    committed(services.capacity_appeared, agent=alice)
+    committed(assignment.route_to_agent, agent=alice)
 
     assert became_available is True
     chat = phone.chat()
@@ -529,7 +529,7 @@ def test_an_offer_of_a_chat_the_consumer_left_cannot_be_accepted(phone, manual_b
     phone.text("EXIT")
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.accept_offer, agent=alice, chat=chat)
+        committed(assignment.accept_offer, agent=alice, chat=chat)
 
     assert refused.value.code == "finished"
     assert refused.value.message == "This chat has ended."

@@ -2,7 +2,7 @@
 chat (S9, S10)."""
 import pytest
 
-from chats import services
+from chats import crm_records, services
 from chats.models import (
     Author,
     Chat,
@@ -13,7 +13,7 @@ from chats.models import (
     ParticipantType,
     StartType,
 )
-from chats.services import ChatActionError
+from chats.errors import ChatActionError
 from chats.states import save_and_announce
 from chats.deadlines import DeadlineKind
 from portal import crm
@@ -87,7 +87,7 @@ def test_several_contacts_with_the_number_ask_the_agent_to_choose(connect):
     assert chat.crm_needs_choice is True
     assert chat.crm_record.contact is None and chat.crm_record.needs_contact_choice
 
-    services.choose_chat_contact(chat=chat, contact=second)
+    crm_records.choose_chat_contact(chat=chat, contact=second)
 
     chat.refresh_from_db()
     assert chat.crm_needs_choice is False

@@ -114,7 +114,7 @@ CALL_MOVES = [("queued", "assigned"), ("queued", "abandoned"), ("assigned", "end
 def test_a_call_moves_only_by_its_table(old, new):
     from chats.calls.lifecycle import CALL_MOVES as TABLE, move_call
     from chats.models import Call
-    from chats.services import ChatActionError
+    from chats.errors import ChatActionError
 
     assert sorted((a, b) for a, targets in TABLE.items() for b in targets) == sorted(CALL_MOVES)
     call = Call(call_sid="CA1", caller_number="+12125550123", status=old)

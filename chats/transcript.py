@@ -1,0 +1,52 @@
+"""A chat's transcript: what is said in it, by the consumer, an agent or the system, and the texts
+the system sends through the outbound pipeline."""
+from __future__ import annotations
+
+import logging
+
+
+from chats import events
+from chats.models import (
+    Author,
+    Chat,
+    Message,
+)
+from portal.models import AgentProfile, ChatSettings
+from queues.models import queue_text
+from sms.pipeline import queue_sms
+
+log = logging.getLogger(__name__)
+
+
+def add_message(
+    *, chat: Chat, author: str, body: str, agent: AgentProfile | None = None, inbound=None, outbound=None
+) -> Message:
+    message = Message.objects.create(
+        chat=chat, author=author, body=body, agent=agent, inbound=inbound, outbound=outbound
+    )
+    events.message_created(message)
+    return message
+
+
+def send_text(
+    *, chat: Chat, body: str, author: str = Author.SYSTEM, agent: AgentProfile | None = None, kind: str = "system",
+    proactive: bool = False, media_urls: list[str] | None = None,
+) -> Message | None:
+    """Text the consumer through the outbound pipeline and keep it in the transcript. An empty
+    body sends nothing (a system message an admin left blank)."""
+    if not body and not media_urls:
+        return None
+    outbound = queue_sms(
+        to=chat.consumer_number,
+        from_number=chat.portal_number.number,
+        body=body,
+        media_urls=media_urls or [],
+        kind=kind,
+        proactive=proactive,
+        notify_group=events.chat_group(chat.pk),
+    )
+    return add_message(chat=chat, author=author, body=body, agent=agent, outbound=outbound)
+
+
+def system_text(chat: Chat, kind: str) -> str:
+    return queue_text(chat.queue, kind, chat.language, ChatSettings.load().default_language)
