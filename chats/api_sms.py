@@ -3,6 +3,8 @@ on an agent's behalf in the chat they hold, after the documented checks in the d
 (first failure wins, with the documented message). Its replies: `api_chat_replied`."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -92,23 +94,22 @@ def _api_ticket(ticket_id):
     return CrmRecord.objects.filter(reference=text).first()
 
 
-def send_api_sms(
-    *,
-    end_user_number=None,
-    outbound_number=None,
-    message=None,
-    chat_type=None,
-    chat_subtype=None,
-    agent_id=None,
-    agent_email=None,
-    ticket_id=None,
-    by: str = "api",
-) -> tuple[Chat, bool]:
-    """The Outbound SMS API (SPEC A1). Takes the request's raw values, checks them in the
-    documented order (first failure wins, as a ChatActionError with the documented message) and
-    either starts an API chat (`selecting`, or `assigned` to the agent given) or, when the chat
-    exists and the agent given holds it, sends the message on the agent's behalf. Returns the
-    chat and whether it was created."""
+class ApiSmsRequest(NamedTuple):
+    """A request that passed the field checks: who is texted, from which number and queue, what."""
+
+    consumer: str
+    number: PhoneNumber
+    queue: Queue
+    body: str
+    agent_given: bool
+
+
+def check_request(
+    *, end_user_number=None, outbound_number=None, message=None, chat_type=None, chat_subtype=None,
+    agent_id=None, agent_email=None,
+) -> ApiSmsRequest:
+    """The request's raw values checked in the documented order, up to the message (SPEC A1:
+    first failure wins, as a ChatActionError with the documented message)."""
     from sms.numbers import is_us_number, parse_e164, validate_portal_number
     from sms.segments import MAX_BODY_CHARS
 
@@ -151,21 +152,29 @@ def send_api_sms(
         raise ChatActionError(ApiSmsError.MESSAGE_MISSING, code="invalid")
     if len(body) > MAX_BODY_CHARS:
         raise ChatActionError(ApiSmsError.MESSAGE_TOO_LONG.format(over=len(body) - MAX_BODY_CHARS), code="too_long")
+    return ApiSmsRequest(consumer, number, queue, body, agent_given)
 
+
+def send_api_sms(*, agent_id=None, agent_email=None, ticket_id=None, by: str = "api", **fields) -> tuple[Chat, bool]:
+    """The Outbound SMS API (SPEC A1): the request checked (`check_request`, then the chat, agent
+    and ticket it names, in the documented order), then either an API chat started (`selecting`,
+    or `assigned` to the agent given) or, when the chat exists and the agent given holds it, the
+    message sent on the agent's behalf. Returns the chat and whether it was created."""
+    request = check_request(agent_id=agent_id, agent_email=agent_email, **fields)
     with transaction.atomic():
         existing = (
             Chat.objects.select_for_update(of=("self",))
             .select_related("portal_number", "queue")
-            .active_between(consumer, number)
+            .active_between(request.consumer, request.number)
             .first()
         )
-        agent = _api_agent(agent_id, agent_email) if agent_given else None
+        agent = _api_agent(agent_id, agent_email) if request.agent_given else None
         if existing is not None:
-            if not agent_given:
+            if not request.agent_given:
                 raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat")
             if agent is None or existing.agent_id != agent.pk or existing.status != ChatStatus.ASSIGNED:
                 raise ChatActionError(ApiSmsError.AGENT_NOT_CONNECTED, code="not_held")
-        elif agent_given and agent is None:
+        elif request.agent_given and agent is None:
             raise ChatActionError(ApiSmsError.AGENT_NOT_FOUND, code="not_found")
         record = None
         if ticket_id not in (None, ""):
@@ -173,12 +182,13 @@ def send_api_sms(
             if record is None:
                 raise ChatActionError(ApiSmsError.TICKET_NOT_FOUND, code="not_found")
         if existing is not None:
-            send_agent_message(agent=agent, chat=existing, body=body)
+            send_agent_message(agent=agent, chat=existing, body=request.body)
             return existing, False
-        if is_do_not_contact(consumer, number.number):
+        if is_do_not_contact(request.consumer, request.number.number):
             raise ChatActionError(ApiSmsError.OPTED_OUT, code="do_not_contact")
         chat = start_api_chat(
-            consumer_number=consumer, portal_number=number, queue=queue, body=body, agent=agent, crm_record=record, by=by
+            consumer_number=request.consumer, portal_number=request.number, queue=request.queue,
+            body=request.body, agent=agent, crm_record=record, by=by,
         )
     return chat, True
 

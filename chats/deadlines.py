@@ -142,6 +142,32 @@ def _queued_deadline(
     return kind, at
 
 
+def _held_deadline(chat: Chat, now: dt.datetime, chat_settings: ChatSettings) -> tuple[str, dt.datetime]:
+    """An assigned or dismissed chat: its timeout (inbound) or inactivity (outbound, API), or its
+    dismissal when that comes first."""
+    last_activity = _latest(chat.assigned_at, chat.last_consumer_message_at, chat.last_agent_message_at, default=now)
+    if chat.chat_type in (ChatType.OUTBOUND_SMS, ChatType.API_SMS):
+        kind = DeadlineKind.OUTBOUND_INACTIVE
+        at = last_activity + dt.timedelta(minutes=_minutes(chat, "outbound_inactivity_minutes", chat_settings))
+    else:
+        kind = DeadlineKind.CHAT_TIMEOUT
+        since = _latest(chat.assigned_at, chat.last_consumer_message_at, default=now)
+        at = since + dt.timedelta(minutes=_minutes(chat, "chat_timeout_minutes", chat_settings))
+    both_wrote = chat.last_consumer_message_at and chat.last_agent_message_at
+    dismissible = (
+        chat.status == ChatStatus.ASSIGNED
+        and chat_settings.dismissal_enabled
+        and both_wrote
+        and chat.chat_subtype != API_INITIATED
+        and chat.chat_type == ChatType.SMS
+    )
+    if dismissible:
+        dismiss_at = last_activity + dt.timedelta(minutes=_minutes(chat, "dismissal_minutes", chat_settings))
+        if dismiss_at < at:
+            return DeadlineKind.DISMISSAL, dismiss_at
+    return kind, at
+
+
 def recompute_deadline(
     chat: Chat,
     *,
@@ -173,28 +199,7 @@ def recompute_deadline(
     elif chat.status == ChatStatus.QUEUED:
         kind, at = _queued_deadline(chat, now, chat_settings, facts)
     elif chat.status in (ChatStatus.ASSIGNED, ChatStatus.DISMISSED):
-        last_activity = _latest(
-            chat.assigned_at, chat.last_consumer_message_at, chat.last_agent_message_at, default=now
-        )
-        if chat.chat_type in (ChatType.OUTBOUND_SMS, ChatType.API_SMS):
-            kind = DeadlineKind.OUTBOUND_INACTIVE
-            at = last_activity + dt.timedelta(minutes=_minutes(chat, "outbound_inactivity_minutes", chat_settings))
-        else:
-            kind = DeadlineKind.CHAT_TIMEOUT
-            since = _latest(chat.assigned_at, chat.last_consumer_message_at, default=now)
-            at = since + dt.timedelta(minutes=_minutes(chat, "chat_timeout_minutes", chat_settings))
-        both_wrote = chat.last_consumer_message_at and chat.last_agent_message_at
-        dismissible = (
-            chat.status == ChatStatus.ASSIGNED
-            and chat_settings.dismissal_enabled
-            and both_wrote
-            and chat.chat_subtype != API_INITIATED
-            and chat.chat_type == ChatType.SMS
-        )
-        if dismissible:
-            dismiss_at = last_activity + dt.timedelta(minutes=_minutes(chat, "dismissal_minutes", chat_settings))
-            if dismiss_at < at:
-                kind, at = DeadlineKind.DISMISSAL, dismiss_at
+        kind, at = _held_deadline(chat, now, chat_settings)
     changed = set()
     if chat.deadline_at != at:
         chat.deadline_at = at

@@ -132,6 +132,39 @@ class OfferEventSerializer(serializers.Serializer):
     answered_at = serializers.DateTimeField(allow_null=True)
 
 
+def _transfer(t: Transfer) -> dict:
+    return {
+        "id": t.pk,
+        "status": t.status,
+        "from_agent_id": t.from_agent_id,
+        "to_agent_id": t.to_agent_id,
+        "to_queue_id": t.to_queue_id,
+        "reason": t.reason,
+        "began_at": _iso(t.began_at),
+        "ended_at": _iso(t.ended_at),
+    }
+
+
+def _participant(p: Participant, end_user_id: int | None) -> dict:
+    return {
+        "id": p.pk,
+        "type": p.type,
+        "status": p.status,
+        "chat_id": p.chat_id,
+        "user_id": p.agent.user_id if p.agent_id and p.agent else None,
+        "agent_id": p.agent_id,
+        "end_user_id": end_user_id if p.type == ParticipantType.END_USER else None,
+        "chat_duration": _seconds(p.connected_at, p.ended_at) if p.ended_at else None,
+        "connected_at": _iso(p.connected_at),
+        "ended_at": _iso(p.ended_at),
+        "fail_reason": p.fail_reason or "nothing",
+    }
+
+
+def _offer_event(o: Offer) -> dict:
+    return {"agent_id": o.agent_id, "status": o.status, "offered_at": _iso(o.offered_at), "answered_at": _iso(o.answered_at)}
+
+
 class PublicChatSerializer(serializers.Serializer):
     """A chat, field for field as seed 001's sample, plus finish_reason, chat_subtype and a few
     fields a client would otherwise have to look up (start_type, queue, end_user_number)."""
@@ -225,45 +258,10 @@ class PublicChatSerializer(serializers.Serializer):
             "end_user_number": chat.consumer_number,
             "photos": [_media(m) for m in media if m.kind == "image"],
             "videos": [_media(m) for m in media if m.kind == "video"],
-            "transfers": [
-                {
-                    "id": t.pk,
-                    "status": t.status,
-                    "from_agent_id": t.from_agent_id,
-                    "to_agent_id": t.to_agent_id,
-                    "to_queue_id": t.to_queue_id,
-                    "reason": t.reason,
-                    "began_at": _iso(t.began_at),
-                    "ended_at": _iso(t.ended_at),
-                }
-                for t in chat.transfers.all()
-            ],
-            "participants": [
-                {
-                    "id": p.pk,
-                    "type": p.type,
-                    "status": p.status,
-                    "chat_id": chat.pk,
-                    "user_id": p.agent.user_id if p.agent_id and p.agent else None,
-                    "agent_id": p.agent_id,
-                    "end_user_id": end_user_id if p.type == ParticipantType.END_USER else None,
-                    "chat_duration": _seconds(p.connected_at, p.ended_at) if p.ended_at else None,
-                    "connected_at": _iso(p.connected_at),
-                    "ended_at": _iso(p.ended_at),
-                    "fail_reason": p.fail_reason or "nothing",
-                }
-                for p in participants
-            ],
+            "transfers": [_transfer(t) for t in chat.transfers.all()],
+            "participants": [_participant(p, end_user_id) for p in participants],
             "offer_type": "manual" if offers else ("auto" if chat.start_type == StartType.AUTO else None),
-            "offer_events": [
-                {
-                    "agent_id": o.agent_id,
-                    "status": o.status,
-                    "offered_at": _iso(o.offered_at),
-                    "answered_at": _iso(o.answered_at),
-                }
-                for o in offers
-            ],
+            "offer_events": [_offer_event(o) for o in offers],
             "answer_type": ANSWER_TYPES.get(chat.queue.answer_type) if chat.queue_id and chat.queue else None,
             "outbound_number": chat.portal_number.number,
         }

@@ -273,18 +273,7 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
         if request.get("kind", "system") in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and request["body"]
     }
     plain = [request for index, request in enumerate(requests) if index not in limited]
-    numbers = {
-        request["portal_number"].number: request["portal_number"] for request in plain if "portal_number" in request
-    }
-    unknown = {request["from_number"] for request in plain} - set(numbers)
-    if unknown:
-        numbers.update((number.number, number) for number in PhoneNumber.objects.filter(number__in=unknown))
-    blocked = set(
-        DoNotContact.objects.filter(
-            consumer_number__in={request["to"] for request in plain},
-            portal_number__in={request["from_number"] for request in plain},
-        ).values_list("consumer_number", "portal_number")
-    ) if plain else set()
+    numbers, blocked = _numbers_and_opt_outs(plain)
 
     messages: list[OutboundMessage] = []
     details: list[str] = []
@@ -309,17 +298,7 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
         message.status, detail = _admission(message, chat_settings, now, opted_out=(to, from_number) in blocked)
         messages.append(message)
         details.append(detail)
-    if messages:
-        OutboundMessage.objects.bulk_create(messages)
-        MessageStatusEvent.objects.bulk_create(
-            [
-                MessageStatusEvent(message=message, status=message.status, detail=detail[:500], source="portal")
-                for message, detail in zip(messages, details)
-            ]
-        )
-        for message in messages:
-            announce_status(message, message.status)
-        enqueue_sends([message for message in messages if message.status == MessageStatus.QUEUED])
+    _save_admitted(messages, details)
 
     made = iter(messages)
     return [
@@ -327,3 +306,40 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
         if index in limited else next(made)
         for index, request in enumerate(requests)
     ]
+
+
+def _numbers_and_opt_outs(requests: list[dict]) -> tuple[dict[str, PhoneNumber], set[tuple[str, str]]]:
+    """For a batch: the sending numbers' rows by number (those given are not looked up again),
+    and the (consumer, portal number) pairs on the do-not-contact list. Two queries at most."""
+    numbers = {
+        request["portal_number"].number: request["portal_number"] for request in requests if "portal_number" in request
+    }
+    unknown = {request["from_number"] for request in requests} - set(numbers)
+    if unknown:
+        numbers.update((number.number, number) for number in PhoneNumber.objects.filter(number__in=unknown))
+    if not requests:
+        return numbers, set()
+    blocked = set(
+        DoNotContact.objects.filter(
+            consumer_number__in={request["to"] for request in requests},
+            portal_number__in={request["from_number"] for request in requests},
+        ).values_list("consumer_number", "portal_number")
+    )
+    return numbers, blocked
+
+
+def _save_admitted(messages: list[OutboundMessage], details: list[str]) -> None:
+    """Insert a batch of admitted messages and their first status events, announce them and
+    enqueue the queued ones' sends: a few statements for the whole batch."""
+    if not messages:
+        return
+    OutboundMessage.objects.bulk_create(messages)
+    MessageStatusEvent.objects.bulk_create(
+        [
+            MessageStatusEvent(message=message, status=message.status, detail=detail[:500], source="portal")
+            for message, detail in zip(messages, details)
+        ]
+    )
+    for message in messages:
+        announce_status(message, message.status)
+    enqueue_sends([message for message in messages if message.status == MessageStatus.QUEUED])

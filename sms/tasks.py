@@ -175,11 +175,18 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
         )
         return "rate limited"
 
-    # The claim: one conditional UPDATE, so of two callers exactly one goes on. The attempt's
-    # start is kept from an earlier attempt whose outcome is still unknown.
+    if not _claim(message, lease):
+        return _wait_for_earlier(message, lease)
+    return _hand_over(message)
+
+
+def _claim(message: OutboundMessage, lease: dt.datetime | None) -> bool:
+    """One conditional UPDATE, so of two callers exactly one goes on (and none while an earlier
+    message to the same recipient is unsent). The attempt's start is kept from an earlier
+    attempt whose outcome is still unknown."""
     now = timezone.now()
-    claimed = (
-        OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id)
+    return bool(
+        OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk)
         .exclude(Exists(_earlier_unsent(message)))
         .update(
             lease_until=now + SEND_LEASE,
@@ -188,10 +195,12 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
             updated_at=now,
         )
     )
-    if not claimed:
-        return _wait_for_earlier(message, lease)
-    attempt = message.attempts + 1
 
+
+def _hand_over(message: OutboundMessage) -> str:
+    """The claimed message to the provider, outside any transaction, its lease renewed while the
+    call is in flight; first, when an earlier attempt's answer was lost, the provider is asked
+    whether it made the message then."""
     provider = get_provider()
     outgoing = OutgoingSms(
         to=message.to_number,
@@ -201,15 +210,14 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
         messaging_service_sid=(message.portal_number.messaging_service_sid if message.portal_number else ""),
         status_callback=status_callback_url(),
     )
-    with _lease_keeper.holding(message_id):
+    with _lease_keeper.holding(message.pk):
         try:
-            # An earlier attempt's answer was lost: did the provider make the message then?
             found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
             if found is not None:
-                record_provider_sid(message_id, found.provider_sid, (found.status,))
+                record_provider_sid(message.pk, found.provider_sid, (found.status,))
                 log.warning(
                     "sms found at the provider, not sent again: id=%s sid=%s (an earlier attempt's answer was lost)",
-                    message_id, found.provider_sid,
+                    message.pk, found.provider_sid,
                 )
                 _release_next(message)
                 return "found"
@@ -220,8 +228,10 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
     # The local provider "delivers" at once and reports it as Twilio would, through the same
     # path a status callback takes.
     statuses = (result.status, "sent", "delivered") if provider.name == "local" else (result.status,)
-    record_provider_sid(message_id, result.provider_sid, statuses)
-    log.info("sms sent: id=%s sid=%s to=%s attempt=%s", message_id, result.provider_sid, message.to_number, attempt)
+    record_provider_sid(message.pk, result.provider_sid, statuses)
+    log.info(
+        "sms sent: id=%s sid=%s to=%s attempt=%s", message.pk, result.provider_sid, message.to_number, message.attempts + 1
+    )
     _release_next(message)
     return "sent"
 
