@@ -7,7 +7,7 @@ class ChatsConfig(AppConfig):
     verbose_name = "Chats"
 
     def ready(self):
-        from chats import webhook_events  # noqa: F401 — connects the chat webhooks
+        from chats import event_webhooks  # noqa: F401 — connects the chat webhooks
         from chats.sweepers import register_schedule
 
         post_migrate.connect(_register_after_chats_migrated, sender=self, dispatch_uid="tern-sweepers")

@@ -6,7 +6,7 @@ import logging
 
 from chats import intake, timers
 from chats.calls import consent
-from portal import webhooks
+from portal import event_webhooks
 from portal.presence import sweep_presence
 from sms import sessionless
 from sms import tasks as sms_tasks
@@ -24,7 +24,7 @@ def run_sweepers() -> dict:
         "outbound": sms_tasks.sweep_outbound(),
         "presence": sweep_presence(),
         "sessionless": sessionless.sweep(),
-        "webhooks": webhooks.sweep_deliveries(),
+        "webhooks": event_webhooks.sweep_deliveries(),
     }
 
 

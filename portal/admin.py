@@ -22,7 +22,7 @@ from portal.models import (
     WebhookEvent,
 )
 from portal.singletons import SingletonAdmin
-from portal.webhooks import retry_now, send_test_event
+from portal.event_webhooks import retry_now, send_test_event
 
 admin.site.site_header = "Tern administration"
 admin.site.site_title = "Tern"

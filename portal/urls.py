@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from chats import api as agent_api
+from chats import agent_api
 from chats import public_api
 from chats import simulator
 from chats.calls import urls as urls_calls

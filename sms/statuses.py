@@ -9,7 +9,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from portal import webhooks
+from portal import event_webhooks
 from portal.models import WebhookEvent
 from portal.realtime import publish_on_commit
 from sms.models import FINAL_STATUSES, STATUS_RANK, MessageStatus, MessageStatusEvent, OutboundMessage, PendingProviderStatus
@@ -61,7 +61,7 @@ def record_status(message: OutboundMessage, status: str, *, error_code: str = ""
 
 def announce_status(message: OutboundMessage, status: str, *, error_code: str = "") -> None:
     """A status change, told to the event webhooks and to the message's notify group."""
-    webhooks.emit(
+    event_webhooks.emit(
         WebhookEvent.MESSAGE_STATUS,
         {
             "sms_id": message.pk,

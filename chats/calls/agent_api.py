@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from chats import events
 from chats.calls import in_call_sms, sms_side
-from chats.api import AgentView
+from chats.agent_api import AgentView
 from chats.models import Call, CallStatus, Message
 from chats.serializers import MessageSerializer, consumer_number_for
 from chats.errors import ChatActionError

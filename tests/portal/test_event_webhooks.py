@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from chats import services
 from chats.models import ChatStatus, FinishReason
-from portal import webhooks
+from portal import event_webhooks
 from portal.models import DeliveryLog, EventWebhook, WebhookEvent
 from sms.pipeline import queue_sms
 from tests.chats.conftest import (  # noqa: F401 — the conversation fixtures, used here too
@@ -141,7 +141,7 @@ def test_nothing_is_sent_for_a_change_that_is_rolled_back(db, subscriber, django
     subscribe(subscriber.url, WebhookEvent.CHAT_CREATED)
 
     with django_capture_on_commit_callbacks() as callbacks:
-        webhooks.emit(WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
+        event_webhooks.emit(WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
     # The callbacks were captured, not run: that is what a rollback does to them.
 
     assert len(callbacks) == 1
@@ -161,14 +161,14 @@ def test_a_failing_subscriber_is_retried_with_backoff_and_every_attempt_logged(
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
     assert delivery.next_attempt_at == dt.datetime(2030, 3, 5, 15, 0, 10, tzinfo=dt.timezone.utc)
     time_machine.shift(dt.timedelta(seconds=9))
-    assert committed(webhooks.sweep_deliveries) == 0
+    assert committed(event_webhooks.sweep_deliveries) == 0
     time_machine.shift(dt.timedelta(seconds=1))
-    assert committed(webhooks.sweep_deliveries) == 1
+    assert committed(event_webhooks.sweep_deliveries) == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 2, 503)
     assert delivery.next_attempt_at == dt.datetime(2030, 3, 5, 15, 0, 30, tzinfo=dt.timezone.utc)
     time_machine.shift(dt.timedelta(seconds=20))
-    committed(webhooks.sweep_deliveries)
+    committed(event_webhooks.sweep_deliveries)
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 3, 204)
@@ -182,14 +182,14 @@ def test_a_subscriber_that_never_answers_well_is_given_up_after_the_last_try(db,
     time_machine.move_to(dt.datetime(2030, 3, 5, 15, 0, tzinfo=dt.timezone.utc), tick=False)
     with Subscriber(answers=(410,)) as gone:
         subscribe(gone.url, WebhookEvent.CHAT_CREATED)
-        committed(webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
-        for _ in range(webhooks.MAX_ATTEMPTS):
-            time_machine.shift(dt.timedelta(seconds=webhooks.LONGEST_RETRY_SECONDS))
-            committed(webhooks.sweep_deliveries)
+        committed(event_webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
+        for _ in range(event_webhooks.MAX_ATTEMPTS):
+            time_machine.shift(dt.timedelta(seconds=event_webhooks.LONGEST_RETRY_SECONDS))
+            committed(event_webhooks.sweep_deliveries)
 
     delivery = DeliveryLog.objects.get()
-    assert (delivery.status, delivery.attempts) == ("failed", webhooks.MAX_ATTEMPTS)
-    assert len(gone.requests) == webhooks.MAX_ATTEMPTS
+    assert (delivery.status, delivery.attempts) == ("failed", event_webhooks.MAX_ATTEMPTS)
+    assert len(gone.requests) == event_webhooks.MAX_ATTEMPTS
 
 
 def test_an_unreachable_subscriber_is_logged_with_the_error(db, committed):
@@ -197,7 +197,7 @@ def test_an_unreachable_subscriber_is_logged_with_the_error(db, committed):
         url = closed.url
     subscribe(url, WebhookEvent.CHAT_CREATED)
 
-    committed(webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
+    committed(event_webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
 
     delivery = DeliveryLog.objects.get()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
@@ -206,17 +206,17 @@ def test_an_unreachable_subscriber_is_logged_with_the_error(db, committed):
 
 def test_a_delivery_is_sent_once_even_when_two_workers_take_it(db, subscriber, committed):
     subscribe(subscriber.url, WebhookEvent.CHAT_CREATED)
-    committed(webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
+    committed(event_webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
     delivery = DeliveryLog.objects.get()
 
-    assert webhooks.deliver(delivery.pk) == "skipped"
+    assert event_webhooks.deliver(delivery.pk) == "skipped"
     assert len(subscriber.requests) == 1
 
 
 def test_the_admin_lists_deliveries_and_retries_one(admin_client, subscriber, committed, django_capture_on_commit_callbacks):
     with Subscriber(answers=(500,)) as down:
         hook = subscribe(down.url, WebhookEvent.CHAT_CREATED)
-        committed(webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
+        committed(event_webhooks.emit, WebhookEvent.CHAT_CREATED, {"chat": {"id": 1}})
     delivery = DeliveryLog.objects.get()
     hook.url = subscriber.url
     hook.save()

@@ -1,13 +1,13 @@
 """Chat lifecycle events for the event webhooks (SPEC A5): every ChatEvent the chat's audit
 trail records — written by states.transition and the services — that a subscriber can follow
-is handed to portal.webhooks, which sends it after commit. Connected in ChatsConfig.ready."""
+is handed to portal.event_webhooks, which sends it after commit. Connected in ChatsConfig.ready."""
 from __future__ import annotations
 
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from chats.models import CHAT_SUBTYPES, Chat, ChatEvent
-from portal import webhooks
+from portal import event_webhooks
 from portal.models import WebhookEvent
 
 # ChatEvent.kind → webhook event type.
@@ -47,4 +47,4 @@ def announce_chat_event(sender, instance: ChatEvent, created: bool, **kwargs) ->
     event_type = WEBHOOK_EVENTS.get(instance.kind)
     if not created or event_type is None:
         return
-    webhooks.emit(event_type, {"chat": chat_data(instance.chat), "by": instance.by, "detail": instance.data})
+    event_webhooks.emit(event_type, {"chat": chat_data(instance.chat), "by": instance.by, "detail": instance.data})

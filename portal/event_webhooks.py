@@ -91,7 +91,7 @@ def _fan_out(payload: dict) -> list[int]:
 def _enqueue(delivery_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("portal.webhooks.deliver", delivery_id, task_name=f"webhook-{delivery_id}")
+    async_task("portal.event_webhooks.deliver", delivery_id, task_name=f"webhook-{delivery_id}")
 
 
 def retry_delay(attempts: int) -> int:
