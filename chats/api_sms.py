@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chats.deadlines import recompute_deadline
 from chats.models import (
+    ChatEventKind,
     API_INITIATED,
     Author,
     Chat,
@@ -226,7 +227,7 @@ def start_api_chat(
             raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat") from None
         chat.save(update_fields=sorted(recompute_deadline(chat)))
         Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
-        ChatEvent.objects.create(chat=chat, kind="created", by=by[:40], data={"api": True, "queue_id": queue.pk})
+        ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by=by[:40], data={"api": True, "queue_id": queue.pk})
         if agent is not None:
             locked = AgentProfile.objects.select_for_update().get(pk=agent.pk)
             chat.agent = locked

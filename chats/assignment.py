@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from chats import crm_records, events, transcript
 from chats.models import (
+    ParticipantStatus,
+    ChatEventKind,
     Chat,
     ChatEvent,
     ChatStatus,
@@ -45,7 +47,7 @@ def queue_chat(
     if chat.agent_id is not None:
         # A dismissed chat coming back: its former agent no longer holds it.
         Participant.objects.filter(chat=chat, type=ParticipantType.AGENT, ended_at__isnull=True).update(
-            status="dismissed", ended_at=now
+            status=ParticipantStatus.DISMISSED, ended_at=now
         )
         chat.agent = None
         fields.append("agent")
@@ -171,7 +173,7 @@ def offer_chat(*, chat: Chat) -> bool:
     if not agent_ids:
         return False
     Offer.objects.bulk_create([Offer(chat=chat, agent_id=agent_id) for agent_id in agent_ids])
-    ChatEvent.objects.create(chat=chat, kind="offered", data={"agent_ids": agent_ids})
+    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.OFFERED, data={"agent_ids": agent_ids})
     events.chat_offered(chat, agent_ids)
     return True
 

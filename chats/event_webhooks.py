@@ -6,16 +6,16 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from chats.models import CHAT_SUBTYPES, Chat, ChatEvent
+from chats.models import CHAT_SUBTYPES, Chat, ChatEvent, ChatEventKind
 from portal import event_webhooks
 from portal.models import WebhookEvent
 
 # ChatEvent.kind → webhook event type.
 WEBHOOK_EVENTS = {
-    "created": WebhookEvent.CHAT_CREATED,
-    "status.assigned": WebhookEvent.CHAT_ASSIGNED,
-    "transfer.ended": WebhookEvent.CHAT_TRANSFERRED,
-    "status.finished": WebhookEvent.CHAT_FINISHED,
+    ChatEventKind.CREATED: WebhookEvent.CHAT_CREATED,
+    ChatEventKind.ASSIGNED: WebhookEvent.CHAT_ASSIGNED,
+    ChatEventKind.TRANSFER_ENDED: WebhookEvent.CHAT_TRANSFERRED,
+    ChatEventKind.FINISHED: WebhookEvent.CHAT_FINISHED,
 }
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from chats import api_sms, assignment, services, transcript
 from chats.calls import sms_side
 from chats.models import (
+    ChatEventKind,
     ACTIVE_STATUSES,
     BLENDED_CHAT_TYPES,
     Author,
@@ -313,7 +314,7 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
         _assign_again_after_commit(chat)
         return _continue_chat(chat, inbound, command, chat_settings)
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
-    ChatEvent.objects.create(chat=chat, kind="created", by="end_user", data={"queue_id": queue.pk})
+    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk})
     _record_consumer(chat, inbound)  # sets the chat's first deadline too
     if first_contact:
         transcript.send_text(chat=chat, body=chat_settings.opt_in_message)

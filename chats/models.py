@@ -156,11 +156,18 @@ class ParticipantType(models.TextChoices):
     END_USER = "end_user", "Consumer"
 
 
+class ParticipantStatus(models.TextChoices):
+    CONNECTED = "connected", "Connected"
+    TRANSFERRED = "transferred", "Transferred away"
+    DISMISSED = "dismissed", "Dismissed"
+    ENDED = "ended", "Ended"
+
+
 class Participant(models.Model):
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="participants")
     type = models.CharField(max_length=10, choices=ParticipantType.choices)
     agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL)
-    status = models.CharField(max_length=12, default="connected")
+    status = models.CharField(max_length=12, choices=ParticipantStatus.choices, default=ParticipantStatus.CONNECTED)
     connected_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     fail_reason = models.CharField(max_length=40, blank=True)
@@ -216,9 +223,31 @@ class Media(models.Model):
         return self.content_type.split("/")[0] if self.content_type else "file"
 
 
+class ChatEventKind(models.TextChoices):
+    """What a chat's audit trail records (the event webhooks read it: chats.event_webhooks)."""
+
+    CREATED = "created", "Created"
+    OFFERED = "offered", "Offered"
+    SELECTING = "status.selecting", "Selecting"
+    QUEUED = "status.queued", "Queued"
+    ASSIGNED = "status.assigned", "Assigned"
+    DISMISSED = "status.dismissed", "Dismissed"
+    FINISHED = "status.finished", "Finished"
+    TRANSFER_BEGAN = "transfer.began", "Transfer began"
+    TRANSFER_FAILED = "transfer.failed", "Transfer failed"
+    TRANSFER_ENDED = "transfer.ended", "Transfer ended"
+    IN_CALL_SMS_OPENED = "in_call_sms.opened", "In-call SMS opened"
+    WAIT_TIME_SMS_REFUSED = "wait_time_sms.refused", "Wait-time SMS refused"
+    APP_LINK_SENT = "app_link.sent", "App link sent"
+
+    @classmethod
+    def of_status(cls, status: str) -> "ChatEventKind":
+        return cls(f"status.{status}")
+
+
 class ChatEvent(models.Model):
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=40)
+    kind = models.CharField(max_length=40, choices=ChatEventKind.choices)
     data = models.JSONField(default=dict, blank=True)
     by = models.CharField(max_length=40, blank=True)
     at = models.DateTimeField(auto_now_add=True)

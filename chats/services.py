@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from chats import assignment, crm_records, transcript
 from chats.models import (
+    ParticipantStatus,
+    ChatEventKind,
     Author,
     Chat,
     ChatEvent,
@@ -85,7 +87,7 @@ def end_chat(*, chat: Chat, by: str, reason: str, agent: AgentProfile | None = N
         chat.disconnected_by = by
         transition(chat, ChatStatus.FINISHED, by=by, extra_fields=("finish_reason", "disconnected_by"), reason=reason)
         now = timezone.now()
-        Participant.objects.filter(chat=chat, ended_at__isnull=True).update(status="ended", ended_at=now)
+        Participant.objects.filter(chat=chat, ended_at__isnull=True).update(status=ParticipantStatus.ENDED, ended_at=now)
         Offer.objects.filter(chat=chat, status=Offer.Status.OFFERED).update(status=Offer.Status.WITHDRAWN, answered_at=now)
         crm_records.close_crm_record(chat)
         if holder is not None:
@@ -103,7 +105,7 @@ def transfer_chat(
     with transaction.atomic():
         chat = _lock_held_chat(agent, chat)
         transfer = Transfer.objects.create(chat=chat, from_agent=agent, to_agent=to_agent, to_queue=to_queue)
-        ChatEvent.objects.create(chat=chat, kind="transfer.began", by=f"agent:{agent.pk}", data={"transfer_id": transfer.pk})
+        ChatEvent.objects.create(chat=chat, kind=ChatEventKind.TRANSFER_BEGAN, by=f"agent:{agent.pk}", data={"transfer_id": transfer.pk})
         crm.add_entry(chat.crm_record, "transfer_began", _transfer_text(transfer))
         failure = _transfer_failure(chat, agent, to_agent, to_queue)
         if failure:
@@ -111,12 +113,12 @@ def transfer_chat(
             transfer.reason = failure
             transfer.ended_at = timezone.now()
             transfer.save(update_fields=["status", "reason", "ended_at"])
-            ChatEvent.objects.create(chat=chat, kind="transfer.failed", data={"transfer_id": transfer.pk, "reason": failure})
+            ChatEvent.objects.create(chat=chat, kind=ChatEventKind.TRANSFER_FAILED, data={"transfer_id": transfer.pk, "reason": failure})
             crm.add_entry(chat.crm_record, "transfer_failed", failure)
             save_and_announce(chat)  # the agent's page learns the chat stayed with them
             return transfer
         Participant.objects.filter(chat=chat, agent=agent, ended_at__isnull=True).update(
-            status="transferred", ended_at=timezone.now()
+            status=ParticipantStatus.TRANSFERRED, ended_at=timezone.now()
         )
         if to_agent is not None:
             locked = AgentProfile.objects.select_for_update().get(pk=to_agent.pk)
@@ -141,7 +143,7 @@ def transfer_chat(
         transfer.status = Transfer.Status.ENDED
         transfer.ended_at = timezone.now()
         transfer.save(update_fields=["status", "ended_at"])
-        ChatEvent.objects.create(chat=chat, kind="transfer.ended", data={"transfer_id": transfer.pk})
+        ChatEvent.objects.create(chat=chat, kind=ChatEventKind.TRANSFER_ENDED, data={"transfer_id": transfer.pk})
         crm.add_entry(chat.crm_record, "transfer_ended", _transfer_text(transfer))
         assignment.route_to_agent(agent=agent)
     return transfer
@@ -211,7 +213,7 @@ def start_outbound_chat(
                 "There is already an active chat between this consumer and that number.", code="active_chat"
             ) from None
         Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
-        ChatEvent.objects.create(chat=chat, kind="created", by=f"agent:{agent.pk}", data={"outbound": True})
+        ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by=f"agent:{agent.pk}", data={"outbound": True})
         chat.agent = locked
         transition(chat, ChatStatus.ASSIGNED, by=f"agent:{agent.pk}", extra_fields=("agent",), agent_id=agent.pk)
         Participant.objects.create(chat=chat, type=ParticipantType.AGENT, agent=locked)

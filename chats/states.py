@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from chats import events
 from chats.deadlines import DeadlineFacts, recompute_deadline
-from chats.models import Chat, ChatEvent, ChatStatus
+from chats.models import Chat, ChatEvent, ChatEventKind, ChatStatus
 from portal.models import ChatSettings
 
 ALLOWED = {
@@ -77,7 +77,7 @@ def transition(
     old = chat.status
     fields = _move(chat, new_status, now=timezone.now()) | set(extra_fields)
     save_and_announce(chat, fields, previous_status=old, previous_agent_id=previous_agent_id)
-    ChatEvent.objects.create(chat=chat, kind=f"status.{new_status}", by=by, data={"from": old, **data})
+    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.of_status(new_status), by=by, data={"from": old, **data})
 
 
 def transition_many(
@@ -122,7 +122,7 @@ def transition_many(
     created = ChatEvent.objects.bulk_create(
         [
             ChatEvent(
-                chat=chat, kind=f"status.{new_status}", by=by, data={"from": previous[chat.pk], **data.get(chat.pk, {})}
+                chat=chat, kind=ChatEventKind.of_status(new_status), by=by, data={"from": previous[chat.pk], **data.get(chat.pk, {})}
             )
             for chat in chats
         ]

@@ -12,6 +12,7 @@ from django.utils import timezone
 from chats import assignment, events, services
 from chats.deadlines import DeadlineFacts, DeadlineKind, recompute_deadline
 from chats.models import (
+    ParticipantStatus,
     ACTIVE_STATUSES,
     Author,
     Chat,
@@ -157,7 +158,7 @@ def _dismiss(chat: Chat, *, now: dt.datetime) -> None:
     holder = chat.agent
     # The chat leaves the agent's adapter (SPEC S8); chat.agent stays until the chat is queued
     # again, so the event of this move still reaches that agent.
-    chat.participants.filter(type="agent", ended_at__isnull=True).update(status="dismissed", ended_at=now)
+    chat.participants.filter(type="agent", ended_at__isnull=True).update(status=ParticipantStatus.DISMISSED, ended_at=now)
     transition(chat, ChatStatus.DISMISSED, by="timer")
     if holder is not None:
         assignment.route_to_agent(agent=holder)
@@ -190,7 +191,7 @@ def expire_chats(chats: list[Chat]) -> None:
         data={chat.pk: {"reason": chat.finish_reason} for chat in plain},
     )
     now = timezone.now()
-    Participant.objects.filter(chat__in=plain, ended_at__isnull=True).update(status="ended", ended_at=now)
+    Participant.objects.filter(chat__in=plain, ended_at__isnull=True).update(status=ParticipantStatus.ENDED, ended_at=now)
     Offer.objects.filter(chat__in=plain, status=Offer.Status.OFFERED).update(
         status=Offer.Status.WITHDRAWN, answered_at=now
     )

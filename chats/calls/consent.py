@@ -31,6 +31,7 @@ from django.utils import timezone
 from chats import events, transcript
 from chats.calls import lifecycle, rules, sms_side
 from chats.models import (
+    ChatEventKind,
     Call,
     CallSource,
     CallStatus,
@@ -214,7 +215,7 @@ def _send_wait_time_sms(call: Call) -> None:
     try:
         transcript.send_text(chat=chat, body=body, kind="blending")
     except SendRefused as exc:
-        ChatEvent.objects.create(chat=chat, kind="wait_time_sms.refused", data={"error": exc.message})
+        ChatEvent.objects.create(chat=chat, kind=ChatEventKind.WAIT_TIME_SMS_REFUSED, data={"error": exc.message})
         log.warning("call %s: wait-time SMS refused: %s", call.call_sid, exc.message)
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 from chats import events, transcript
 from chats.calls import lifecycle, rules, sms_side
 from chats.models import (
+    ChatEventKind,
     Author,
     Call,
     CallStatus,
@@ -63,7 +64,7 @@ def open_in_call_session(*, agent: AgentProfile, call: Call) -> Call:
         if not call.in_call_sms_open:
             call.in_call_sms_open = True
             call.save(update_fields=["in_call_sms_open"])
-            ChatEvent.objects.create(chat=call.chat, kind="in_call_sms.opened", by=f"agent:{agent.pk}", data={"call_id": call.pk})
+            ChatEvent.objects.create(chat=call.chat, kind=ChatEventKind.IN_CALL_SMS_OPENED, by=f"agent:{agent.pk}", data={"call_id": call.pk})
             events.call_updated(call)
     return call
 
@@ -156,6 +157,6 @@ def send_app_link(*, agent: AgentProfile, call: Call, platform: str, link: str) 
         sms_side.open_sms_side(call, ChatType.IN_CALL_SMS)
         message = _agent_sends(call, agent, APP_LINK_TEXTS[link].format(url=url))
         ChatEvent.objects.create(
-            chat_id=call.chat_id, kind="app_link.sent", by=f"agent:{agent.pk}", data={"platform": platform, "link": link}
+            chat_id=call.chat_id, kind=ChatEventKind.APP_LINK_SENT, by=f"agent:{agent.pk}", data={"platform": platform, "link": link}
         )
     return message

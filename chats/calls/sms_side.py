@@ -8,6 +8,7 @@ from django.db.models import Q
 from chats import events, services, transcript
 from chats.calls import rules
 from chats.models import (
+    ChatEventKind,
     BLENDED_CHAT_TYPES,
     Author,
     Call,
@@ -53,7 +54,7 @@ def open_sms_side(call: Call, chat_type: str) -> Chat:
         crm_record=call.crm_record,
     )
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
-    ChatEvent.objects.create(chat=chat, kind="created", by=f"call:{call.pk}", data={"call_id": call.pk})
+    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by=f"call:{call.pk}", data={"call_id": call.pk})
     if call.status == CallStatus.ASSIGNED:
         connect_sms_side(chat, call)
     else:
