@@ -26,7 +26,7 @@ from chats.models import (
     StartType,
     Transfer,
 )
-from chats.states import save_and_announce, transition
+from chats.states import save_and_announce, transition, transition_many
 from chats.deadlines import recompute_deadline
 from chats.errors import ChatActionError
 from portal import crm
@@ -78,21 +78,40 @@ def end_chat(*, chat: Chat, by: str, reason: str, agent: AgentProfile | None = N
             chat = Chat.objects.select_for_update(of=("self",)).select_related("portal_number", "queue").get(pk=chat.pk)
             if chat.status == ChatStatus.FINISHED:
                 return chat
-        holder = chat.agent
         if notify_consumer:
             # Before the transition: the agent's page hears the "chat ended" text while it still
             # follows the chat, then "finished", which makes it stop following.
             transcript.send_text(chat=chat, body=transcript.system_text(chat, "chat_ended"))
-        chat.finish_reason = reason
-        chat.disconnected_by = by
-        transition(chat, ChatStatus.FINISHED, by=by, extra_fields=("finish_reason", "disconnected_by"), reason=reason)
-        now = timezone.now()
-        Participant.objects.filter(chat=chat, ended_at__isnull=True).update(status=ParticipantStatus.ENDED, ended_at=now)
-        Offer.objects.filter(chat=chat, status=Offer.Status.OFFERED).update(status=Offer.Status.WITHDRAWN, answered_at=now)
-        crm_records.close_crm_record(chat)
-        if holder is not None:
-            assignment.route_to_agent(agent=holder)
+        finish_chats([chat], by=by, reasons={chat.pk: reason})
     return chat
+
+
+def finish_chats(chats: list[Chat], *, by: str, reasons: dict[int, str]) -> None:
+    """The one finish, for a chat or a batch of them (the timers' expiry), locked by the caller:
+    each finished with its reason and who ended it, its participants ended and open offers
+    withdrawn, its CRM record given the transcript, and each agent who held one given their next
+    chat. Set-based: an UPDATE per finish reason, one INSERT of events, one UPDATE each for
+    participants and offers."""
+    if not chats:
+        return
+    for chat in chats:
+        chat.finish_reason = reasons[chat.pk]
+        chat.disconnected_by = by
+    holders = {chat.agent_id: chat.agent for chat in chats if chat.agent_id}
+    transition_many(
+        chats,
+        ChatStatus.FINISHED,
+        by=by,
+        extra_fields=("finish_reason", "disconnected_by"),
+        data={chat.pk: {"reason": chat.finish_reason} for chat in chats},
+    )
+    now = timezone.now()
+    Participant.objects.filter(chat__in=chats, ended_at__isnull=True).update(status=ParticipantStatus.ENDED, ended_at=now)
+    Offer.objects.filter(chat__in=chats, status=Offer.Status.OFFERED).update(status=Offer.Status.WITHDRAWN, answered_at=now)
+    for chat in chats:
+        crm_records.close_crm_record(chat)
+    for holder in holders.values():
+        assignment.route_to_agent(agent=holder)
 
 
 def transfer_chat(

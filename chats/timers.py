@@ -19,10 +19,8 @@ from chats.models import (
     ChatStatus,
     DisconnectedBy,
     Message,
-    Offer,
-    Participant,
 )
-from chats.states import transition, transition_many
+from chats.states import transition
 from portal.models import ChatSettings
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -166,37 +164,15 @@ def _dismiss(chat: Chat, *, now: dt.datetime) -> None:
 
 def expire_chats(chats: list[Chat]) -> None:
     """End locked chats whose expiry deadline passed (SPEC C3, S8): each is sent its queue's
-    "expired" text (if set) through the outbound pipeline and finishes with the finish reason of
-    its deadline kind, ended by the system; its agent's capacity is given back. Set-based, so a
-    batch costs about a dozen statements however many chats it holds: the texts through
-    `queue_sms_many`, their transcript entries in one insert, the chats through
-    `transition_many` (an UPDATE per finish reason, one INSERT of ChatEvents), participants and
-    offers in one UPDATE each. A chat linked to a CRM record is finished by `services.end_chat`, one by one:
-    its transcript goes to the record."""
+    "expired" text (if set) through the outbound pipeline and finishes, ended by the system,
+    with the finish reason of its deadline kind (`services.finish_chats`, the one finish).
+    Set-based, so a batch costs about a dozen statements however many chats it holds."""
     _send_expired_texts(chats)
-    plain = [chat for chat in chats if not chat.crm_record_id]
-    for chat in chats:
-        chat.finish_reason = EXPIRY_REASONS.get(chat.deadline_kind, "failed")
-        chat.disconnected_by = DisconnectedBy.SYSTEM
-        if chat.crm_record_id:
-            services.end_chat(chat=chat, by=DisconnectedBy.SYSTEM, reason=chat.finish_reason, notify_consumer=False)
-    if not plain:
-        return
-    holders = {chat.agent_id: chat.agent for chat in plain if chat.agent_id}
-    transition_many(
-        plain,
-        ChatStatus.FINISHED,
+    services.finish_chats(
+        chats,
         by=DisconnectedBy.SYSTEM,
-        extra_fields=("finish_reason", "disconnected_by"),
-        data={chat.pk: {"reason": chat.finish_reason} for chat in plain},
+        reasons={chat.pk: EXPIRY_REASONS.get(chat.deadline_kind, "failed") for chat in chats},
     )
-    now = timezone.now()
-    Participant.objects.filter(chat__in=plain, ended_at__isnull=True).update(status=ParticipantStatus.ENDED, ended_at=now)
-    Offer.objects.filter(chat__in=plain, status=Offer.Status.OFFERED).update(
-        status=Offer.Status.WITHDRAWN, answered_at=now
-    )
-    for holder in holders.values():
-        assignment.route_to_agent(agent=holder)
 
 
 def _send_expired_texts(chats: list[Chat]) -> None:

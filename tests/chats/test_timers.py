@@ -610,7 +610,7 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
         deadlines.recompute_deadline(chat)
         chat.save()
     broken = chats[1].pk
-    real_transition_many = timers.transition_many
+    real_transition_many = services.transition_many
 
     def transition_many(chats, *args, **kwargs):
         # Fails after the expired texts were queued, as a broken row would.
@@ -618,7 +618,7 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
             raise RuntimeError("database exploded")
         return real_transition_many(chats, *args, **kwargs)
 
-    monkeypatch.setattr(timers, "transition_many", transition_many)
+    monkeypatch.setattr(services, "transition_many", transition_many)
     clock.shift(minutes(60 + 3))
 
     assert sweep() == 2
@@ -628,7 +628,7 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
     assert not Message.objects.filter(chat_id=broken).exists()  # its expired text rolled back too
     assert Message.objects.filter(body=EXPIRED).count() == 2  # the others' texts, once each
 
-    monkeypatch.setattr(timers, "transition_many", real_transition_many)
+    monkeypatch.setattr(services, "transition_many", real_transition_many)
     assert sweep() == 1
 
 
