@@ -107,54 +107,74 @@ def test_two_agents_accepting_the_same_offer_at_once_one_wins():
     assert offers == {chat.agent_id: Offer.Status.ACCEPTED, loser: Offer.Status.WITHDRAWN}
 
 
-def test_a_text_holding_a_queued_chat_during_an_assignment_run_gets_it_assigned_after(monkeypatch):
+def test_a_text_holding_a_queued_chat_during_an_assignment_run_gets_it_assigned_after():
     """Assignment skips locked chats; a consumer's text holds its chat's row while it is handled.
-    When both meet, the text's transaction runs the assignment again once it commits."""
-    import chats.flow
-
+    When both meet, the text's transaction runs the assignment again once it commits. The text is
+    held for real: another connection holds a lock on the transcript's table, so the text's
+    transaction, which locked the chat first, waits at its first transcript insert."""
     number = make_number(PORTAL_NUMBER, messages_per_second=1000)
     queue = make_queue("Billing", answer_type=AnswerType.AUTO)
     link_number(queue, number)
     agent = make_available_agent("alice", queues=[queue])
     (chat,) = make_queued_chats(queue, number, 1)
-    holding, release = threading.Event(), threading.Event()
-    record = chats.flow._record_consumer
-
-    def record_and_hold(*args, **kwargs):
-        record(*args, **kwargs)
-        holding.set()
-        assert release.wait(THREAD_TIMEOUT)
-
-    monkeypatch.setattr(chats.flow, "_record_consumer", record_and_hold)
-
-    def text():
-        return receive_sms(
-            message_sid=new_sid(), from_number=chat.consumer_number, to_number=PORTAL_NUMBER, body="Anyone there?", media=[]
-        )[1]
-
+    locked, release = threading.Event(), threading.Event()
     thread_results = []
 
-    def in_thread():
+    def hold_transcript_inserts():
         try:
-            thread_results.append(("ok", text()))
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Message._meta.db_table} IN SHARE MODE")
+                locked.set()
+                assert release.wait(THREAD_TIMEOUT)
         except BaseException as exc:  # noqa: BLE001 — reported below
             thread_results.append(("error", exc))
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=in_thread, daemon=True)
-    thread.start()
+    def text():
+        try:
+            outcome = receive_sms(
+                message_sid=new_sid(), from_number=chat.consumer_number, to_number=PORTAL_NUMBER,
+                body="Anyone there?", media=[],
+            )[1]
+            thread_results.append(("ok", outcome))
+        except BaseException as exc:  # noqa: BLE001 — reported below
+            thread_results.append(("error", exc))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_transcript_inserts, daemon=True)
+    texter = threading.Thread(target=text, daemon=True)
+    holder.start()
     try:
-        assert holding.wait(THREAD_TIMEOUT)
+        assert locked.wait(THREAD_TIMEOUT)
+        texter.start()
+        wait_for_a_blocked_transaction()  # the text's, holding the chat's row, at its insert
         assert assign_waiting_chats(queue_id=queue.pk) == 0  # the chat is locked: skipped
     finally:
         release.set()
-        thread.join(THREAD_TIMEOUT)
+        holder.join(THREAD_TIMEOUT)
+        texter.join(THREAD_TIMEOUT)
     assert_no_errors(thread_results)
-    assert thread_results == [("ok", "message")]
+    assert ("ok", "message") in thread_results
     chat.refresh_from_db()
     assert chat.status == ChatStatus.ASSIGNED
     assert chat.agent_id == agent.pk
+
+
+def wait_for_a_blocked_transaction() -> None:
+    """Until PostgreSQL shows another backend of this database waiting for a lock."""
+    deadline = time.monotonic() + THREAD_TIMEOUT
+    with connections["default"].cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            assert time.monotonic() < deadline, "no transaction ever waited for the lock"
+            time.sleep(0.01)
 
 
 # --- inbound webhook ----------------------------------------------------------------------------
