@@ -5,7 +5,7 @@ import asyncio
 import copy
 import secrets
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 
@@ -61,3 +61,36 @@ def queue_changes(events: list[dict]) -> list[dict]:
         elif event.get("type") == "queue.chats":
             changes.extend({"type": "queue.chat", **chat} for chat in event["chats"])
     return changes
+
+
+# --- one exchange on one event loop (channels_redis binds a channel's buffer to the loop that
+# first reads it): before and after a commit ---------------------------------------------------
+
+
+async def listen_on(layer, group: str) -> str:
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def next_message(layer, channel: str, timeout: float = 1.0):
+    """The next message on the channel, or None after `timeout` seconds."""
+    try:
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return None
+
+
+def commit(layer, callbacks, *, group: str, timeout: float = 1.0) -> tuple[object, object]:
+    """Listen on `group`, look once before the commit, run the captured after-commit callbacks as
+    the commit would, and look again: (what arrived before, what arrived after). One event loop
+    for the whole exchange, as channels_redis wants."""
+
+    async def exchange():
+        channel = await listen_on(layer, group)
+        before = await next_message(layer, channel, timeout=0.2)
+        for callback in callbacks:
+            await sync_to_async(callback)()
+        return before, await next_message(layer, channel, timeout)
+
+    return async_to_sync(exchange)()

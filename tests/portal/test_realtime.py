@@ -17,7 +17,7 @@ from django.db import transaction
 
 from portal import realtime
 from portal.models import RealtimeOutbox
-from tests.layers import GroupListener, fresh_channel_layer
+from tests.layers import GroupListener, commit, fresh_channel_layer, listen_on, next_message
 
 GROUP = "agent.42"
 needs_no_redis = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the relay is only used without Redis")
@@ -34,35 +34,6 @@ def web_process(monkeypatch):
     monkeypatch.delenv("TERN_PROCESS_ROLE", raising=False)
 
 
-async def _listen(layer, group: str) -> str:
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    return channel
-
-
-async def _next(layer, channel: str, timeout: float = 1.0):
-    """The next message on the channel, or None after `timeout` seconds."""
-    try:
-        return await asyncio.wait_for(layer.receive(channel), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
-        return None
-
-
-def commit(layer, callbacks, *, group: str = GROUP, timeout: float = 1.0) -> tuple[object, object]:
-    """Listen on `group`, look once before the commit, run the captured after-commit callbacks as
-    the commit would, and look again: (what arrived before, what arrived after). One event loop
-    for the whole exchange, as channels_redis wants."""
-
-    async def exchange():
-        channel = await _listen(layer, group)
-        before = await _next(layer, channel, timeout=0.2)
-        for callback in callbacks:
-            await sync_to_async(callback)()
-        return before, await _next(layer, channel, timeout)
-
-    return async_to_sync(exchange)()
-
-
 # --- after commit, as JSON ---------------------------------------------------------------------------------
 
 
@@ -71,7 +42,7 @@ def test_an_event_leaves_only_after_commit(channel_layer, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         realtime.publish_on_commit(GROUP, {"type": "chat.updated", "n": 1})
     assert len(callbacks) == 1
-    before, after = commit(channel_layer, callbacks)
+    before, after = commit(channel_layer, callbacks, group=GROUP)
     assert before is None
     assert after["type"] == "push" and after["event"] == {"type": "chat.updated", "n": 1}
 
@@ -84,7 +55,7 @@ def test_a_rolled_back_event_never_leaves(channel_layer, django_capture_on_commi
                 realtime.publish_on_commit(GROUP, {"type": "chat.updated"})
                 raise RuntimeError("rolled back")
     assert callbacks == []
-    assert commit(channel_layer, callbacks, timeout=0.2) == (None, None)
+    assert commit(channel_layer, callbacks, group=GROUP, timeout=0.2) == (None, None)
 
 
 @pytest.mark.django_db
@@ -97,7 +68,7 @@ def test_events_are_json_with_times_written_as_the_rest_answers_write_them(
         realtime.publish_on_commit(
             GROUP, {"type": "probe", "at": at, "day": at.date(), "amount": Decimal("1.50"), "token": token, "n": None}
         )
-    event = commit(channel_layer, callbacks)[1]["event"]
+    event = commit(channel_layer, callbacks, group=GROUP)[1]["event"]
     assert event == {
         "type": "probe",
         "at": "2030-03-04T10:00:05.250Z",
@@ -116,7 +87,7 @@ def test_the_event_is_copied_when_published(channel_layer, django_capture_on_com
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         realtime.publish_on_commit(GROUP, event)
         event["chat"]["status"] = "finished"
-    assert commit(channel_layer, callbacks)[1]["event"]["chat"] == {"status": "queued"}
+    assert commit(channel_layer, callbacks, group=GROUP)[1]["event"]["chat"] == {"status": "queued"}
 
 
 @pytest.mark.django_db
@@ -171,7 +142,7 @@ def test_the_task_cluster_writes_to_the_outbox_instead_of_the_layer(
         realtime.publish_on_commit(GROUP, {"type": "chat.updated", "at": at})
         realtime.publish_on_commit("chat.7", {"type": "message.created"})
         assert RealtimeOutbox.objects.count() == 0  # after commit, here too
-    assert commit(channel_layer, callbacks, timeout=0.2) == (None, None)  # nothing on the layer
+    assert commit(channel_layer, callbacks, group=GROUP, timeout=0.2) == (None, None)  # nothing on the layer
     assert list(RealtimeOutbox.objects.order_by("pk").values_list("group", "event")) == [
         (GROUP, {"type": "chat.updated", "at": "2030-03-04T10:00:00Z"}),
         ("chat.7", {"type": "message.created"}),
@@ -213,9 +184,9 @@ async def test_the_relay_sends_outbox_rows_to_their_groups_and_survives_errors(c
 
     monkeypatch.setattr(realtime, "_take_outbox", take_outbox)
     monkeypatch.setattr(realtime, "RELAY_INTERVAL_SECONDS", 0.01)
-    channel = await _listen(channel_layer, GROUP)
+    channel = await listen_on(channel_layer, GROUP)
     realtime.ensure_relay()
-    message = await _next(channel_layer, channel, timeout=2)
+    message = await next_message(channel_layer, channel, timeout=2)
     assert message["type"] == "push" and message["event"] == {"type": "probe", "n": 1}
     assert message["group"] == GROUP and isinstance(message["n"], int)  # numbered by the relay
     assert batches == []
@@ -241,7 +212,7 @@ def test_no_relay_with_redis(settings, no_relay):
 def test_a_batch_of_pushes_reaches_the_groups_listened_to_in_order(channel_layer, django_capture_on_commit_callbacks):
     """The sweeper's batches: on Redis, groups nobody listens to are skipped in one look-up; a
     group somebody listens to gets every event, in order."""
-    channel = async_to_sync(_listen)(channel_layer, GROUP)
+    channel = async_to_sync(listen_on)(channel_layer, GROUP)
 
     with django_capture_on_commit_callbacks(execute=True):
         with realtime.batched_pushes():
@@ -250,7 +221,7 @@ def test_a_batch_of_pushes_reaches_the_groups_listened_to_in_order(channel_layer
                 realtime.publish_on_commit(f"chat.{900 + n}", {"type": "chat.updated", "n": n})  # nobody listens
 
     async def drain():
-        return [await _next(channel_layer, channel) for _ in range(4)]
+        return [await next_message(channel_layer, channel) for _ in range(4)]
 
     received = async_to_sync(drain)()
     assert [message["event"]["n"] for message in received[:3]] == [0, 1, 2]
@@ -291,7 +262,7 @@ def test_pushes_are_numbered_per_group_before_the_layer(channel_layer, django_ca
         realtime.publish_on_commit(GROUP, {"type": "message.created", "n": 3})
 
     async def drain(channel):
-        return [await _next(channel_layer, channel, timeout=0.3) for _ in range(5)]
+        return [await next_message(channel_layer, channel, timeout=0.3) for _ in range(5)]
 
     heard = [m for m in async_to_sync(drain)(listener.channels[GROUP]) if m]
     assert [(m["group"], m["n"]) for m in heard] == [(GROUP, start + k) for k in range(1, 5)]

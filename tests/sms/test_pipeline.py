@@ -17,7 +17,7 @@ from sms.models import DoNotContact, MessageStatus, OutboundMessage, RateWindow
 from sms.pipeline import DUPLICATE_MESSAGE_ERROR, SendRefused, add_do_not_contact, queue_sms
 from sms.tasks import retry_delay, send_message, sweep_outbound
 from tests.factories import make_sending_number, update_chat_settings
-from tests.layers import GroupListener, fresh_channel_layer
+from tests.layers import commit, fresh_channel_layer
 
 SENDER = "+15550100001"
 OTHER_SENDER = "+15550100002"
@@ -169,24 +169,20 @@ def test_each_status_change_is_pushed_to_the_notify_group_after_commit(
     fake, sender, settings, django_capture_on_commit_callbacks
 ):
     """Heard on the real channel layer, and only once the transaction that queued it commits."""
-    listener = GroupListener(fresh_channel_layer(settings), ["chat.42"])
-
+    layer = fresh_channel_layer(settings)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         message = queue_sms(to=CONSUMER, from_number=SENDER, body="Your order has shipped.", notify_group="chat.42")
-    assert listener.heard(quiet=0.1)["chat.42"] == []  # nothing before the commit
 
-    for callback in callbacks:
-        callback()
+    before, after = commit(layer, callbacks, group="chat.42")
 
-    assert listener.heard()["chat.42"] == [
-        {
-            "type": "message.status",
-            "outbound_id": message.pk,
-            "status": "queued",
-            "error_code": "",
-            "error_message": "",
-        }
-    ]
+    assert before is None  # nothing before the commit
+    assert after["event"] == {
+        "type": "message.status",
+        "outbound_id": message.pk,
+        "status": "queued",
+        "error_code": "",
+        "error_message": "",
+    }
 
 
 # --- do not contact ----------------------------------------------------------------------------
