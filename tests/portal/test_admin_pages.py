@@ -183,6 +183,6 @@ def test_a_chat_page_shows_its_transcript_with_delivery_and_cannot_be_edited(dem
 
     assert "&lt;b&gt;Hi&lt;/b&gt;" in page  # the consumer's text, as text
     assert "undelivered (30003)" in page
-    assert "status.finished" in page
+    assert "Status: finished" in page  # the event, by its label
     assert 'name="_save"' not in page
     assert demo_admin.post(reverse("admin:chats_chat_delete", args=[chat.pk]), {"post": "yes"}).status_code == 403
