@@ -1,7 +1,7 @@
-"""Queueing and assignment (SPEC S5): a chat enters a leaf queue, the oldest waiting chat goes to the
-longest-idle eligible agent with room (`queues.routing` says who is eligible), a manual-answer
-chat is offered; an agent whose status or adapter makes them eligible, or who finishes a chat,
-has their queues' waiting chats assigned."""
+"""Queueing and assignment (SPEC S5): a chat enters a leaf queue, the oldest waiting chat goes to
+the longest-idle eligible agent with room (`queues.routing` says who is eligible), a
+manual-answer chat is offered; an agent whose status or adapter makes them eligible, or who
+finishes a chat, has their queues' waiting chats assigned."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,5 @@
-"""A chat's CRM record (SPEC S12): opened when an agent takes the chat, the transcript posted when it
-ends, the contact chosen when several share the number."""
+"""A chat's CRM record (SPEC S12): opened when an agent takes the chat, the transcript posted when
+it ends, the contact chosen when several share the number."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
-"""Blended SMS settings and texts: the queue's override, else the in-call SMS settings (SPEC C5, C7); the prompts a caller hears; whether a caller can be texted."""
+"""Blended SMS settings and texts: the queue's override, else the in-call SMS settings (SPEC C5,
+C7); the prompts a caller hears; whether a caller can be texted."""
 from __future__ import annotations
 
 import logging

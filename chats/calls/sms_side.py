@@ -1,4 +1,8 @@
-"""The SMS side of a call (SPEC B1, B2): a chat of type Wait-time SMS or In-call SMS between the caller and an in-call SMS number. Never routed (no queue), never timed (no deadline), never in the SMS adapter's list (no `chat.agent`: the agent is the call's). Its statuses follow the call: queued while the call waits, assigned when it reaches an agent, finished with it. The caller's texts to that number attach to it (chats.flow sends them here: `on_caller_text`)."""
+"""The SMS side of a call (SPEC B1, B2): a chat of type Wait-time SMS or In-call SMS between the
+caller and an in-call SMS number. Never routed (no queue), never timed (no deadline), never in
+the SMS adapter's list (no `chat.agent`: the agent is the call's). Its statuses follow the call:
+queued while the call waits, assigned when it reaches an agent, finished with it. The caller's
+texts to that number attach to it (chats.flow sends them here: `on_caller_text`)."""
 from __future__ import annotations
 
 import logging
