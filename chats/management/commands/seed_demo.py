@@ -46,13 +46,24 @@ class Command(BaseCommand):
 
 
 def seed_demo() -> list[str]:
+    """The demo's data, created where missing (safe to run again); returns what was created."""
     created: list[str] = []
+    _people(created)
+    numbers = _numbers(created)
+    _queues(numbers, created)
+    _shortcuts_and_presets(created)
+    _blending(created)
+    return created
+
+
+def _note(created: list[str], was_created: bool, what: str) -> None:
+    if was_created:
+        created.append(what)
+
+
+def _people(created: list[str]) -> None:
+    """The admin, chat settings with SMS on, agents Alice and Bob in team Tier 1."""
     User = get_user_model()
-
-    def note(was_created: bool, what: str):
-        if was_created:
-            created.append(what)
-
     if not User.objects.filter(username="admin").exists():
         User.objects.create_superuser("admin", "admin@example.com", "admin")
         created.append("admin")
@@ -71,14 +82,16 @@ def seed_demo() -> list[str]:
             user = User.objects.create_user(username, f"{username}@example.com", "demo", first_name=display)
             created.append(username)
         agent, was_created = AgentProfile.objects.get_or_create(user=user, defaults={"display_name": display})
-        note(was_created, f"agent {display}")
+        _note(created, was_created, f"agent {display}")
         agents.append(agent)
 
     team, was_created = Team.objects.get_or_create(name="Tier 1")
-    note(was_created, "team Tier 1")
+    _note(created, was_created, "team Tier 1")
     if set(team.agents.all()) != set(agents):
         team.agents.add(*agents)
 
+
+def _numbers(created: list[str]) -> dict[str, PhoneNumber]:
     numbers = {}
     for number, label, direction in [
         (INCOMING_NUMBER, "Support line", NumberDirection.INCOMING),
@@ -95,10 +108,15 @@ def seed_demo() -> list[str]:
                 "messages_per_second": 10,
             },
         )
-        note(was_created, f"number {number}")
+        _note(created, was_created, f"number {number}")
+    return numbers
 
+
+def _queues(numbers: dict[str, PhoneNumber], created: list[str]) -> None:
+    """Support, a menu on the incoming number, with its leaves Billing and Tech (Alice and Bob)."""
+    agents = list(AgentProfile.objects.filter(user__username__in=["alice", "bob"]).order_by("user__username"))
     support, was_created = Queue.objects.get_or_create(name="Support", parent=None, defaults={"position": 1})
-    note(was_created, "queue Support")
+    _note(created, was_created, "queue Support")
     _messages(support, greeting="Welcome to Tern Support!")
     _link(support, numbers[INCOMING_NUMBER], NumberRole.INCOMING, created)
 
@@ -108,13 +126,15 @@ def seed_demo() -> list[str]:
             parent=support,
             defaults={"position": position, "menu_keywords": keyword, "answer_type": AnswerType.AUTO},
         )
-        note(was_created, f"queue {name}")
+        _note(created, was_created, f"queue {name}")
         if was_created:
             leaf.agents.add(*agents)
         _demo_queue_values(leaf, created)
         _messages(leaf)
         _link(leaf, numbers[OUTBOUND_NUMBER], NumberRole.OUTBOUND, created)
 
+
+def _shortcuts_and_presets(created: list[str]) -> None:
     _, was_created = ChatShortcut.objects.get_or_create(
         keyword="optin",
         defaults={
@@ -124,12 +144,10 @@ def seed_demo() -> list[str]:
             "Msg & data rates may apply. Reply STOP to opt out, HELP for help.",
         },
     )
-    note(was_created, "shortcut optin")
+    _note(created, was_created, "shortcut optin")
     for label, text in PRESETS:
         _, was_created = PresetMessage.objects.get_or_create(language="en", label=label, defaults={"text": text})
-        note(was_created, f"preset {label}")
-    _blending(created)
-    return created
+        _note(created, was_created, f"preset {label}")
 
 
 def _demo_queue_values(leaf: Queue, created: list[str]) -> None:
