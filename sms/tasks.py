@@ -210,20 +210,26 @@ def _hand_over(message: OutboundMessage) -> str:
         messaging_service_sid=(message.portal_number.messaging_service_sid if message.portal_number else ""),
         status_callback=status_callback_url(),
     )
+    # Only the provider calls run under the lease keeper: once an answer is in, the outcome is
+    # written without it (a renewal after a failure would hold back the retry).
+    found = result = failure = None
     with _lease_keeper.holding(message.pk):
         try:
             found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
-            if found is not None:
-                record_provider_sid(message.pk, found.provider_sid, (found.status,))
-                log.warning(
-                    "sms found at the provider, not sent again: id=%s sid=%s (an earlier attempt's answer was lost)",
-                    message.pk, found.provider_sid,
-                )
-                _release_next(message)
-                return "found"
-            result = provider.send(outgoing)
+            if found is None:
+                result = provider.send(outgoing)
         except ProviderError as exc:
-            return _after_failure(message, exc)
+            failure = exc
+    if failure is not None:
+        return _after_failure(message, failure)
+    if found is not None:
+        record_provider_sid(message.pk, found.provider_sid, (found.status,))
+        log.warning(
+            "sms found at the provider, not sent again: id=%s sid=%s (an earlier attempt's answer was lost)",
+            message.pk, found.provider_sid,
+        )
+        _release_next(message)
+        return "found"
 
     # The local provider "delivers" at once and reports it as Twilio would, through the same
     # path a status callback takes.
