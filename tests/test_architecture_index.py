@@ -35,3 +35,12 @@ def test_the_index_is_there_and_full():
 @pytest.mark.parametrize("dotted", index_names())
 def test_each_name_in_the_index_is_real(dotted):
     assert resolve(dotted) is not None
+
+
+def test_each_front_end_file_in_the_index_is_there():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    table = text.split("## Where is it", 1)[1].split("\n## ", 1)[0]
+    paths = re.findall(r"`(static/[\w/.-]+\.js)`", table)
+    assert paths, "the index names the adapter's front end"
+    for path in paths:
+        assert (ARCHITECTURE.parent.parent / path).is_file(), path

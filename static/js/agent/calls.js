@@ -4,14 +4,15 @@
 // waiting, the in-call SMS session (preset messages in the call's language, custom text up to the
 // in-call limit when allowed) and the app links.
 //
-// Same rules as the chats (app.js): the REST answers (GET …/calls, …/calls/{id}, …/messages) are
+// Same rules as the chats (store.js): the REST answers (GET …/calls, …/calls/{id}, …/messages) are
 // the truth after every (re)connection; the websocket's call.updated, call.banner, call.message,
-// message.created and message.status keep it live in between. Messages are keyed by id and
-// statuses only move forward, so events and fetches may arrive in any order. Every text is a
-// text node, never HTML.
+// message.created and message.status keep it live in between. A call's texts are a Transcript
+// (transcript.js), the same one the chats keep, so events and fetches may arrive in any order.
+// Every text is a text node, never HTML.
 import { api, ApiError } from "./api.js";
-import { $, h, formatTime, formatClock, syncTranscript, messageItem, STATUS_RANK } from "./render.js";
+import { $, h, formatTime, formatClock, since } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
+import { LateStatuses, Transcript, renderTranscript as drawTranscript } from "./transcript.js";
 
 const CALL_RANK = { queued: 0, assigned: 1, ended: 2, abandoned: 2 };
 const APP_LINK_LABEL = {
@@ -30,27 +31,18 @@ function plural(n, one, many = `${one}s`) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-function since(iso) {
-  return iso ? (Date.now() - new Date(iso).getTime()) / 1000 : 0;
-}
-
-function rank(status) {
-  return STATUS_RANK[status] ?? -1;
-}
-
 /**
- * createCalls({me, toast, errorText, notifier, leaveChat, chatOpen}) → the calls part of the page.
+ * createCalls({me, late, toast, errorText, notifier, leaveChat, chatOpen}) → the calls part of the
+ * page. `late` keeps the statuses that overtook their message (shared with the chats);
  * `leaveChat()` hides the open chat (keeping its draft) when a call is opened; `chatOpen()` says
  * whether a chat fills the middle column.
  */
-export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpen }) {
+export function createCalls({ me, late = new LateStatuses(), toast, errorText, notifier, leaveChat, chatOpen }) {
   const calls = new Map(); // id -> call row (REST shape, merged with events)
-  const texts = new Map(); // call id -> Map(message id -> message)
+  const texts = new Map(); // call id -> Transcript
   const textsShown = new Set(); // calls whose texts the agent opened (banner or session)
   const options = new Map(); // call id -> GET …/presets answer
   const drafts = new Map(); // call id -> custom text not sent yet
-  const outboundIndex = new Map(); // outbound_id -> [call id, message id]
-  const lateStatus = new Map(); // outbound_id -> a status that came before its message
   const mediaChecks = new Map(); // call id -> pending-media refetches so far
   let openCallId = null;
   let sending = false;
@@ -212,22 +204,15 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
     if ((message.media || []).length && textsVisible(callId)) loadTextsSoon(callId);
   }
 
+  /** A message.status: true when it is about a text of one of the calls (the chats' otherwise,
+   *  or kept by `late` until its message arrives). */
   function onStatus(event) {
-    const where = outboundIndex.get(event.outbound_id);
-    const message = where ? texts.get(where[0])?.get(where[1]) : null;
-    if (!message) {
-      const earlier = lateStatus.get(event.outbound_id);
-      if (!earlier || rank(event.status) > rank(earlier.status)) lateStatus.set(event.outbound_id, event);
-      if (lateStatus.size > 200) lateStatus.delete(lateStatus.keys().next().value);
-      return false;
+    for (const [callId, transcript] of texts) {
+      if (!transcript.status(event)) continue;
+      if (openCallId === callId) renderTranscript();
+      return true;
     }
-    if (rank(event.status) > rank(message.status)) {
-      message.status = event.status;
-      if (event.error_code) message.error_code = event.error_code;
-      if (event.error_message) message.error_message = event.error_message;
-      if (openCallId === where[0]) renderTranscript();
-    }
-    return true;
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -239,31 +224,8 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
   }
 
   function addTexts(callId, messages) {
-    const map = texts.get(callId) || new Map();
-    texts.set(callId, map);
-    for (const incoming of messages) {
-      const existing = map.get(incoming.id);
-      const message = { ...existing, ...incoming };
-      if (existing && rank(existing.status) > rank(message.status)) {
-        message.status = existing.status;
-        message.error_code = existing.error_code;
-        message.error_message = existing.error_message;
-      }
-      if (existing?.media?.some((m) => m.url) && !(incoming.media || []).some((m) => m.url)) message.media = existing.media;
-      if (message.outbound_id) {
-        outboundIndex.set(message.outbound_id, [callId, message.id]);
-        const late = lateStatus.get(message.outbound_id);
-        if (late) {
-          lateStatus.delete(message.outbound_id);
-          if (rank(late.status) > rank(message.status)) {
-            message.status = late.status;
-            message.error_code = late.error_code || message.error_code;
-            message.error_message = late.error_message || message.error_message;
-          }
-        }
-      }
-      map.set(message.id, message);
-    }
+    if (!texts.has(callId)) texts.set(callId, new Transcript(late));
+    texts.get(callId).add(messages);
     if (openCallId === callId) renderTranscript();
   }
 
@@ -271,7 +233,7 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
     try {
       const data = await api.callMessages(callId);
       addTexts(callId, data.messages || []);
-      const pending = (data.messages || []).some((m) => (m.media || []).some((x) => !x.url && !x.error));
+      const pending = texts.get(callId).pendingMedia();
       const tries = mediaChecks.get(callId) || 0;
       if (pending && tries < MEDIA_RETRIES) {
         mediaChecks.set(callId, tries + 1);
@@ -495,16 +457,8 @@ export function createCalls({ me, toast, errorText, notifier, leaveChat, chatOpe
     if (custom) updateCounter();
   }
 
-  function messageNode(m) {
-    return messageItem(m, { me, other: "Caller" });
-  }
-
   function renderTranscript() {
-    const list = $("call-transcript");
-    const messages = [...(texts.get(openCallId)?.values() || [])];
-    const { scroll } = syncTranscript(list, messages, { me, messageNode });
-    if (!messages.length && !list.children.length) list.append(h("li", { class: "empty", dataset: { id: "empty" } }, "No text messages yet."));
-    scroll();
+    drawTranscript($("call-transcript"), texts.get(openCallId), { me, other: "Caller", empty: "No text messages yet." });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ export function formatDate(iso) {
   return new Date(iso).toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
 }
 
+/** Seconds since an ISO time (0 when there is none). */
+export function since(iso) {
+  return iso ? (Date.now() - new Date(iso).getTime()) / 1000 : 0;
+}
+
 /** 75 → "1:15", 3725 → "1:02:05" */
 export function formatClock(seconds) {
   seconds = Math.max(0, Math.floor(seconds));
@@ -120,59 +125,4 @@ export function renderMedia(item, sender = "the consumer") {
   if (item.url) return h("a", { class: "media-file", href: item.url, target: "_blank", rel: "noopener" }, `${what} (${item.content_type})`);
   if (item.error) return h("span", { class: "media-error" }, `${what} not available: ${item.error}`);
   return h("span", { class: "media-pending" }, `${what} loading…`);
-}
-
-export function byTimeThenId(a, b) {
-  return new Date(a.created_at) - new Date(b.created_at) || a.id - b.id;
-}
-
-/**
- * Brings a transcript list up to date with `messages` (any order) without redrawing what did not
- * change: a message is redrawn by `messageNode(m)` only when its status, body or media changed,
- * moved when out of place, removed when gone. Scrolls to the end when the agent was already near
- * it or just sent a message of their own (`me`, the agent's id).
- */
-export function syncTranscript(list, messages, { me, messageNode }) {
-  const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 60;
-  const existing = new Map([...list.children].map((li) => [li.dataset.id, li]));
-  let previous = null;
-  let addedOwn = false;
-  for (const m of [...messages].sort(byTimeThenId)) {
-    const key = String(m.id);
-    const signature = JSON.stringify([m.status, m.error_code, m.error_message, m.body, (m.media || []).map((x) => [x.id, x.url, x.error])]);
-    let node = existing.get(key);
-    if (!node || node.dataset.signature !== signature) {
-      const fresh = messageNode(m);
-      fresh.dataset.signature = signature;
-      if (node) node.replaceWith(fresh);
-      else if (m.author === "agent" && m.agent_id === me) addedOwn = true;
-      node = fresh;
-    }
-    existing.delete(key);
-    const expected = previous ? previous.nextSibling : list.firstChild;
-    if (expected !== node) list.insertBefore(node, expected);
-    previous = node;
-  }
-  for (const stale of existing.values()) stale.remove();
-  return { scroll: () => { if (nearBottom || addedOwn) list.scrollTop = list.scrollHeight; } };
-}
-
-/**
- * One transcript entry: the text (always as text), its media, who wrote it, when, and an outbound
- * message's delivery status. `other` names the person texting ("Consumer", "Caller").
- */
-export function messageItem(m, { me, other = "Consumer" }) {
-  const author = m.author === "agent" ? (m.agent_id === me ? "You" : m.agent_name || "Agent") : m.author === "system" ? "System" : other;
-  const media = (m.media || []).map((item) => renderMedia(item, `the ${other.toLowerCase()}`));
-  return h("li", { class: `msg msg-${m.author}`, dataset: { id: m.id, status: m.status || "" } },
-    h("div", { class: "bubble" },
-      m.body ? h("p", { class: "body" }, m.body) : null,
-      media.length ? h("div", { class: "media" }, media) : null,
-    ),
-    h("div", { class: "meta" },
-      h("span", { class: "author" }, author),
-      h("time", { datetime: m.created_at, title: new Date(m.created_at).toLocaleString() }, formatTime(m.created_at)),
-      m.outbound_id || m.status ? statusNode(m) : null,
-    ),
-  );
 }

@@ -1,0 +1,116 @@
+// The open chat in the middle column (head, transcript) and its CRM panel on the right, drawn
+// from the store. The composer is composer.js.
+import { $, h, formatDate, formatTime, FINISH_LABEL, START_LABEL } from "./render.js";
+import { renderTranscript } from "./transcript.js";
+
+const NO_CONTACT = "Open a chat to see its contact and earlier chats.";
+
+/** mountConversation({store, actions, me, callOpen}) → render(topics). */
+export function mountConversation({ store, actions, me, callOpen }) {
+  const { state } = store;
+  let shownChatId = null; // the chat whose transcript and panel the DOM holds
+
+  function renderOpen() {
+    if (shownChatId === state.openChatId) return;
+    shownChatId = state.openChatId;
+    $("transcript").replaceChildren();
+    if (state.openChatId) {
+      $("crm-body").replaceChildren(h("p", { class: "empty" }, "Loading contact…"));
+      $("no-chat").hidden = true;
+      $("chat-view").hidden = false;
+    } else {
+      $("crm-body").replaceChildren(h("p", { class: "empty" }, NO_CONTACT));
+      $("chat-view").hidden = true;
+      $("no-chat").hidden = callOpen();
+    }
+  }
+
+  function renderHead() {
+    const chat = store.openChat();
+    if (!chat) return;
+    $("chat-title").textContent = chat.consumer_number;
+    $("chat-meta").textContent = [
+      chat.queue_name || store.queueName(chat.queue_id) || null,
+      START_LABEL[chat.start_type] || null,
+      chat.assigned_at ? `since ${formatTime(chat.assigned_at)}` : null,
+      chat.portal_number ? `on ${chat.portal_number}` : null,
+    ].filter(Boolean).join(" · ");
+  }
+
+  function contactChoice(data, chatId) {
+    const form = h("form", { class: "crm-choice", id: "crm-choice" },
+      h("p", { class: "crm-note" }, `${data.matches.length} contacts share this number. Pick the right one, or create a new contact.`),
+      ...data.matches.map((c, i) =>
+        h("label", { class: "choice" },
+          h("input", { type: "radio", name: "contact", value: String(c.id), checked: i === 0 }),
+          h("span", {}, h("strong", {}, c.name || "No name"), h("small", {}, [c.email, `contact #${c.id}`].filter(Boolean).join(" · "))),
+        ),
+      ),
+      h("label", { class: "choice" },
+        h("input", { type: "radio", name: "contact", value: "new" }),
+        h("span", {}, h("strong", {}, "New contact")),
+      ),
+      h("input", { type: "text", name: "new_name", class: "crm-new-name", placeholder: "Name of the new contact", "aria-label": "Name of the new contact", maxlength: 120 }),
+      h("p", { class: "form-error", role: "alert" }),
+      h("button", { type: "submit", class: "btn btn-primary btn-small" }, "Save contact"),
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const choice = new FormData(form);
+      const picked = choice.get("contact");
+      const payload = picked === "new" ? { new_name: String(choice.get("new_name") || "").trim() } : { contact_id: Number(picked) };
+      const error = await actions.chooseContact(chatId, payload);
+      if (error) form.querySelector(".form-error").textContent = error;
+    });
+    return form;
+  }
+
+  function contactCard(c) {
+    const chat = store.openChat();
+    const initial = (c.name || "").trim().slice(0, 1).toUpperCase();
+    return h("div", { class: "contact-card" },
+      h("span", { class: `avatar avatar-lg${initial ? "" : " avatar-anon"}`, "aria-hidden": "true" }, initial || "?"),
+      h("div", { class: "contact-lines" },
+        h("p", { class: "contact-name" }, c.name || "No name on file"),
+        h("p", { class: "contact-sub" }, chat ? chat.consumer_number : c.label),
+        h("p", { class: "contact-sub" }, c.email || "No email on file"),
+      ),
+    );
+  }
+
+  function earlierChats(data) {
+    if (!data.earlier_chats.length) return h("p", { class: "empty" }, "First conversation with this number.");
+    return h("ul", { class: "earlier" },
+      ...data.earlier_chats.map((c) =>
+        h("li", {},
+          h("span", { class: "e-date" }, formatDate(c.created_at)),
+          h("span", { class: "e-queue" }, c.queue || "—"),
+          h("span", { class: "e-reason" }, FINISH_LABEL[c.finish_reason] || c.finish_reason || ""),
+        ),
+      ),
+    );
+  }
+
+  function renderContact() {
+    const data = state.contact;
+    if (!data) return;
+    let top;
+    if (data.needs_choice) top = contactChoice(data, state.openChatId);
+    else if (data.contact) top = contactCard(data.contact);
+    else top = h("p", { class: "empty" }, "No CRM contact yet.");
+    $("crm-body").replaceChildren(top, h("h3", {}, "Earlier chats"), earlierChats(data));
+  }
+
+  return (topics) => {
+    if (topics.has("open")) renderOpen();
+    if (!state.openChatId) return;
+    if (topics.has("open") || topics.has("head")) renderHead();
+    if (topics.has("open") || topics.has("transcript")) renderTranscript($("transcript"), state.transcript, { me });
+    if (topics.has("contact")) renderContact();
+  };
+}
+
+/** The CRM panel's error when the contact could not be loaded. */
+export function showContactError(text) {
+  $("crm-body").replaceChildren(h("p", { class: "form-error" }, text));
+}
