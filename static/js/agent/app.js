@@ -7,7 +7,7 @@
 import { api, ApiError } from "./api.js";
 import { AgentSocket } from "./socket.js";
 import { Notifier } from "./notify.js";
-import { createCalls } from "./calls.js";
+import { mountCalls } from "./calls.js";
 import { createStore } from "./store.js";
 import { mountSidebar } from "./sidebar.js";
 import { mountConversation, showContactError } from "./conversation.js";
@@ -52,17 +52,6 @@ async function refusal(request) {
     return errorText(err);
   }
 }
-
-// The agent's calls (SPEC B1–B3): cards above the chats, the open call in the middle column.
-const calls = createCalls({
-  me,
-  late: store.late,
-  toast,
-  errorText,
-  notifier,
-  leaveChat: () => state.openChatId && store.apply({ type: "chat.left" }),
-  chatOpen: () => state.openChatId !== null,
-});
 
 // ---------------------------------------------------------------------------------------------
 // Loading state (first load and after every reconnect)
@@ -163,7 +152,6 @@ async function loadContact(chatId) {
 
 const actions = {
   async openChat(chatId) {
-    calls.hide();
     if (state.openChatId !== chatId) mediaChecks = 0;
     store.apply({ type: "chat.opened", chatId });
     $("composer-input").focus();
@@ -244,15 +232,20 @@ const actions = {
 // ---------------------------------------------------------------------------------------------
 // The views, and what the store asks the page to do
 
+// The agent's calls (SPEC B1–B3): cards above the chats, the open call in the middle column.
+const calls = mountCalls({ store, me, toast, errorText });
 const views = [
   mountSidebar({ store, actions }),
-  mountConversation({ store, actions, me, callOpen: () => calls.isOpen() }),
+  mountConversation({ store, actions, me }),
   mountComposer({ store, actions }),
+  calls.render,
 ];
 mountDialogs({ store, actions });
 
 const EFFECTS = {
+  ...calls.effects,
   signal: () => notifier.signal(),
+  toast: ({ text }) => toast(text),
   resync: ({ transcript }) => resync({ transcript }),
   markRead: ({ chatId, soon }) => (soon ? markReadSoon(chatId) : markRead(chatId)),
   refreshTranscript: ({ chatId }) => transcriptRefreshSoon(chatId),
@@ -284,16 +277,8 @@ function setConnection(status) {
   el.textContent = CONNECTION_TEXT[status] || status;
 }
 
-function onEvent(event) {
-  // The calls take theirs, and the SMS side of a call (its chat is never in the chat list).
-  if (event.type.startsWith("call.") || event.type.startsWith("message.")) {
-    if (calls.onEvent(event)) return;
-  }
-  store.apply(event);
-}
-
 const socket = new AgentSocket({
-  onEvent,
+  onEvent: (event) => store.apply(event),
   onResync: () => {
     resync();
     calls.resync();
@@ -353,4 +338,4 @@ calls.resync();
 socket.connect();
 
 // A small handle for the browser tests and for debugging from the console.
-window.tern = { state, store, socket, resync, calls: calls.state };
+window.tern = { state, store, socket, resync };

@@ -1,20 +1,15 @@
-// The agent's calls (SPEC B1–B3): a card per call in the sidebar and, in the middle column, the
-// open call — the caller (masked like every number here), the queue, the call's state, the green
-// "Wait Time SMS Received" banner that opens the texts and pictures the caller sent while
-// waiting, the in-call SMS session (preset messages in the call's language, custom text up to the
-// in-call limit when allowed) and the app links.
-//
-// Same rules as the chats (store.js): the REST answers (GET …/calls, …/calls/{id}, …/messages) are
-// the truth after every (re)connection; the websocket's call.updated, call.banner, call.message,
-// message.created and message.status keep it live in between. A call's texts are a Transcript
-// (transcript.js), the same one the chats keep, so events and fetches may arrive in any order.
-// Every text is a text node, never HTML.
+// The agent's calls (SPEC B1–B3), drawn from the store (store_calls.js): a card per call in the
+// sidebar and, in the middle column, the open call — the caller (masked like every number here),
+// the queue, the call's state, the green "Wait Time SMS Received" banner that opens the texts and
+// pictures the caller sent while waiting, the in-call SMS session (preset messages in the call's
+// language, custom text up to the in-call limit when allowed) and the app links. The calls' REST
+// requests are here too; their answers go into the store. Every text is a text node, never HTML.
 import { api, ApiError } from "./api.js";
 import { $, h, formatTime, formatClock, since } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
-import { LateStatuses, Transcript, renderTranscript as drawTranscript } from "./transcript.js";
+import { isActive } from "./store_calls.js";
+import { renderTranscript } from "./transcript.js";
 
-const CALL_RANK = { queued: 0, assigned: 1, ended: 2, abandoned: 2 };
 const APP_LINK_LABEL = {
   "ios:download": "iOS · Download",
   "ios:launch": "iOS · Open app",
@@ -23,108 +18,49 @@ const APP_LINK_LABEL = {
 };
 const MEDIA_RETRIES = 15;
 
-function isActive(call) {
-  return call && call.status === "assigned";
-}
-
 function plural(n, one, many = `${one}s`) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
+function stateText(call) {
+  if (call.status === "assigned") return `On call ${formatClock(since(call.assigned_at))}`;
+  if (call.status === "abandoned") return "Abandoned";
+  return call.ended_at ? `Ended ${formatTime(call.ended_at)}` : "Call ended";
+}
+
+function bannerCounts(call) {
+  const w = call.wait_time_sms || {};
+  const parts = [plural(w.message_count || 0, "message")];
+  if (w.media_count) parts.push(`${w.media_count} with ${w.media_count === 1 ? "a picture" : "pictures"}`);
+  return parts.join(" · ");
+}
+
 /**
- * createCalls({me, late, toast, errorText, notifier, leaveChat, chatOpen}) → the calls part of the
- * page. `late` keeps the statuses that overtook their message (shared with the chats);
- * `leaveChat()` hides the open chat (keeping its draft) when a call is opened; `chatOpen()` says
- * whether a chat fills the middle column.
+ * mountCalls({store, me, toast, errorText}) → {render(topics), effects, resync()}: `effects` are
+ * the calls' answers to what the store asks for (loadCallTexts, refreshCall, loadCallOptions,
+ * focusCallTexts).
  */
-export function createCalls({ me, late = new LateStatuses(), toast, errorText, notifier, leaveChat, chatOpen }) {
-  const calls = new Map(); // id -> call row (REST shape, merged with events)
-  const texts = new Map(); // call id -> Transcript
-  const textsShown = new Set(); // calls whose texts the agent opened (banner or session)
-  const options = new Map(); // call id -> GET …/presets answer
-  const drafts = new Map(); // call id -> custom text not sent yet
+export function mountCalls({ store, me, toast, errorText }) {
+  const { state } = store;
+  const calls = state.calls;
+  const input = $("call-input");
   const mediaChecks = new Map(); // call id -> pending-media refetches so far
-  let openCallId = null;
+  const loadTimers = new Map();
+  let shownCallId = null;
   let sending = false;
 
-  const input = $("call-input");
-
   // -------------------------------------------------------------------------------------------
-  // The rows
+  // Requests
 
-  function merge(known, incoming) {
-    const row = { ...known, ...incoming };
-    if (known) {
-      if ((CALL_RANK[incoming.status] ?? 0) < (CALL_RANK[known.status] ?? 0)) {
-        // An older answer (or event) must not bring an ended call back.
-        row.status = known.status;
-        row.ended_at = known.ended_at;
-      }
-      row.in_call_sms_open = Boolean(known.in_call_sms_open || incoming.in_call_sms_open);
-      if (!incoming.sms_chat_id) row.sms_chat_id = known.sms_chat_id;
-      if (!incoming.queue_name) row.queue_name = known.queue_name || "";
-      const a = known.wait_time_sms || {};
-      const b = incoming.wait_time_sms || {};
-      row.wait_time_sms = {
-        ...a,
-        ...b,
-        received: Boolean(a.received || b.received),
-        message_count: Math.max(a.message_count || 0, b.message_count || 0),
-        media_count: Math.max(a.media_count || 0, b.media_count || 0),
-      };
-      row.unread = known.unread || 0;
-    }
-    row.unread = row.unread || 0;
-    return row;
-  }
-
-  /** A call row from REST or an event. Returns the merged row (or null when it is not ours). */
-  function upsert(incoming, { fresh = false } = {}) {
-    const known = calls.get(incoming.id);
-    if (incoming.agent_id && incoming.agent_id !== me) {
-      if (known) remove(incoming.id);
-      return null;
-    }
-    if (!known && !isActive(incoming)) return null; // a call that ended before this page knew it
-    const row = merge(known, incoming);
-    calls.set(row.id, row);
-    if (!known) {
-      if (!fresh) refreshCall(row.id); // the event lacks the queue's name and the banner counts
-      notifier.signal();
-      if (!openCallId && !chatOpen()) openCall(row.id);
-      else toast(`Call from ${row.caller_number} connected.`);
-    } else {
-      if (row.sms_chat_id !== known.sms_chat_id && textsVisible(row.id)) loadTexts(row.id);
-      if (isActive(known) && !isActive(row)) onEnded(row);
-    }
-    render();
-    return row;
-  }
-
-  function onEnded(call) {
-    // The session ends with the call; the closing SMS (when on) is the last message.
-    if (textsShown.has(call.id) || call.in_call_sms_open) {
-      textsShown.add(call.id);
-      loadTexts(call.id);
-    }
-    if (openCallId !== call.id) toast(`Call from ${call.caller_number} ended.`);
-  }
-
-  function remove(callId) {
-    calls.delete(callId);
-    texts.delete(callId);
-    textsShown.delete(callId);
-    options.delete(callId);
-    drafts.delete(callId);
-    if (openCallId === callId) closeCall();
-    render();
+  function notFound(err) {
+    return err instanceof ApiError && err.status === 404;
   }
 
   async function refreshCall(callId) {
     try {
-      upsert(await api.callDetail(callId), { fresh: true });
+      store.apply({ type: "call.loaded", call: await api.callDetail(callId) });
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) remove(callId);
+      if (notFound(err)) store.apply({ type: "call.gone", callId });
     }
   }
 
@@ -132,122 +68,30 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
   async function resync() {
     try {
       const data = await api.calls();
-      const listed = new Set();
-      for (const row of data.calls || []) {
-        listed.add(row.id);
-        upsert(row, { fresh: true });
-      }
-      // A call shown here but no longer listed ended while the socket was away.
-      await Promise.all([...calls.values()].filter((c) => isActive(c) && !listed.has(c.id)).map((c) => refreshCall(c.id)));
-      if (openCallId && textsVisible(openCallId)) await loadTexts(openCallId);
-      if (openCallId && isActive(calls.get(openCallId))) loadOptions(openCallId);
+      store.apply({ type: "calls.loaded", rows: data.calls || [] });
     } catch (err) {
       if (!(err instanceof ApiError && err.code === "network")) toast(errorText(err), "error");
     }
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Events
-
-  function onEvent(event) {
-    switch (event.type) {
-      case "call.updated":
-        if (event.call) upsert(event.call);
-        return true;
-      case "call.banner":
-        if (event.call) {
-          upsert({
-            ...event.call,
-            wait_time_sms: {
-              received: true,
-              banner: event.banner,
-              message_count: event.message_count || 0,
-              media_count: event.media_count || 0,
-              messages_url: event.messages_url,
-            },
-          });
-        }
-        return true;
-      case "call.message":
-        onMessage(event.call_id, event.message);
-        return true;
-      case "message.created": {
-        const call = callOfChat(event.message?.chat_id);
-        if (call) onMessage(call.id, event.message);
-        return Boolean(call);
-      }
-      case "message.status":
-        return onStatus(event);
-      default:
-        return false;
-    }
-  }
-
-  function callOfChat(chatId) {
-    if (!chatId) return null;
-    for (const call of calls.values()) if (call.sms_chat_id === chatId) return call;
-    return null;
-  }
-
-  function onMessage(callId, message) {
-    const call = calls.get(callId);
-    if (!call || !message) return;
-    const known = texts.get(callId)?.has(message.id);
-    addTexts(callId, [message]);
-    if (known || message.author !== "consumer") return;
-    if (!textsVisible(callId) || openCallId !== callId || document.hidden) {
-      call.unread = (call.unread || 0) + 1;
-      notifier.signal();
-      renderList();
-    }
-    // The event does not carry the stored picture yet: fetch the texts to show it.
-    if ((message.media || []).length && textsVisible(callId)) loadTextsSoon(callId);
-  }
-
-  /** A message.status: true when it is about a text of one of the calls (the chats' otherwise,
-   *  or kept by `late` until its message arrives). */
-  function onStatus(event) {
-    for (const [callId, transcript] of texts) {
-      if (!transcript.status(event)) continue;
-      if (openCallId === callId) renderTranscript();
-      return true;
-    }
-    return false;
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Texts
-
-  function textsVisible(callId) {
-    const call = calls.get(callId);
-    return Boolean(call && (textsShown.has(callId) || call.in_call_sms_open));
-  }
-
-  function addTexts(callId, messages) {
-    if (!texts.has(callId)) texts.set(callId, new Transcript(late));
-    texts.get(callId).add(messages);
-    if (openCallId === callId) renderTranscript();
-  }
-
   async function loadTexts(callId) {
     try {
       const data = await api.callMessages(callId);
-      addTexts(callId, data.messages || []);
-      const pending = texts.get(callId).pendingMedia();
+      store.apply({ type: "call.texts.loaded", callId, messages: data.messages || [] });
+      const pending = calls.texts.get(callId)?.pendingMedia();
       const tries = mediaChecks.get(callId) || 0;
       if (pending && tries < MEDIA_RETRIES) {
         mediaChecks.set(callId, tries + 1);
-        setTimeout(() => calls.has(callId) && loadTexts(callId), 2000);
+        setTimeout(() => calls.rows.has(callId) && loadTexts(callId), 2000);
       } else if (!pending) {
         mediaChecks.delete(callId);
       }
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) remove(callId);
+      if (notFound(err)) store.apply({ type: "call.gone", callId });
       else toast(errorText(err), "error");
     }
   }
 
-  const loadTimers = new Map();
   function loadTextsSoon(callId) {
     clearTimeout(loadTimers.get(callId));
     loadTimers.set(callId, setTimeout(() => loadTexts(callId), 300));
@@ -255,89 +99,58 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
 
   async function loadOptions(callId) {
     try {
-      options.set(callId, await api.callOptions(callId));
-      if (openCallId === callId) renderCall();
+      store.apply({ type: "call.options.loaded", callId, options: await api.callOptions(callId) });
     } catch (err) {
-      if (!(err instanceof ApiError && err.status === 404)) toast(errorText(err), "error");
+      if (!notFound(err)) toast(errorText(err), "error");
     }
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Opening and closing the call view
-
-  function openCall(callId) {
-    const call = calls.get(callId);
-    if (!call) return;
-    if (openCallId !== callId) {
-      if (openCallId) drafts.set(openCallId, input.value);
-      leaveChat();
-      openCallId = callId;
-      input.value = drafts.get(callId) || "";
-      $("call-warning").textContent = "";
-      $("call-transcript").replaceChildren();
-      if (!options.has(callId) && isActive(call)) loadOptions(callId);
+  /** Sends through `request`; the sent text joins the call's texts, a refusal is shown. */
+  async function send(callId, request) {
+    if (sending) return null;
+    sending = true;
+    const warning = $("call-warning");
+    warning.textContent = "";
+    warning.dataset.kind = "";
+    renderCall();
+    try {
+      const message = await request();
+      store.apply({ type: "call.sent", callId, message });
+      return message;
+    } catch (err) {
+      if (calls.openId === callId) {
+        warning.textContent = errorText(err);
+        warning.dataset.kind = "error";
+      } else {
+        toast(errorText(err), "error");
+      }
+      return null;
+    } finally {
+      sending = false;
+      if (calls.openId === callId) renderCall();
     }
-    $("no-chat").hidden = true;
-    $("call-view").hidden = false;
-    if (textsVisible(callId)) {
-      call.unread = 0;
-      loadTexts(callId);
+  }
+
+  async function sendAppLink(callId, platform, link, button) {
+    button.disabled = true;
+    try {
+      const message = await send(callId, () => api.sendAppLink(callId, platform, link));
+      if (message) toast(`${platform === "ios" ? "iOS" : "Android"} ${link === "download" ? "download" : "open-the-app"} link sent.`);
+    } finally {
+      button.disabled = false;
     }
-    render();
-  }
-
-  /** Hide the call view (a chat is being opened, or the call was closed). */
-  function hide() {
-    if (openCallId) drafts.set(openCallId, input.value);
-    openCallId = null;
-    $("call-view").hidden = true;
-    renderList();
-  }
-
-  function closeCall() {
-    hide();
-    if (!chatOpen()) $("no-chat").hidden = false;
-  }
-
-  function showTexts(callId) {
-    textsShown.add(callId);
-    openCall(callId);
-    const call = calls.get(callId);
-    if (call) call.unread = 0;
-    loadTexts(callId);
-    render();
-    $("call-transcript").focus({ preventScroll: true });
   }
 
   // -------------------------------------------------------------------------------------------
   // Rendering
 
-  function stateText(call) {
-    if (call.status === "assigned") return `On call ${formatClock(since(call.assigned_at))}`;
-    if (call.status === "abandoned") return "Abandoned";
-    return call.ended_at ? `Ended ${formatTime(call.ended_at)}` : "Call ended";
-  }
-
-  function bannerCounts(call) {
-    const w = call.wait_time_sms || {};
-    const parts = [plural(w.message_count || 0, "message")];
-    if (w.media_count) parts.push(`${w.media_count} with ${w.media_count === 1 ? "a picture" : "pictures"}`);
-    return parts.join(" · ");
-  }
-
-  function render() {
-    renderList();
-    if (openCallId) renderCall();
-  }
-
   function renderList() {
-    const list = $("call-list");
-    const rows = [...calls.values()].sort((a, b) => new Date(a.assigned_at) - new Date(b.assigned_at) || a.id - b.id);
+    const rows = [...calls.rows.values()].sort((a, b) => new Date(a.assigned_at) - new Date(b.assigned_at) || a.id - b.id);
     $("calls-section").hidden = rows.length === 0;
     $("call-count").textContent = rows.length ? String(rows.length) : "";
-    list.replaceChildren(
+    $("call-list").replaceChildren(
       ...rows.map((call) => {
-        const active = call.id === openCallId;
+        const active = call.id === calls.openId;
         const banner = call.wait_time_sms?.received;
         return h("li", { class: `call-card${active ? " active" : ""}${isActive(call) ? "" : " ended"}`, dataset: { callId: call.id } },
           h("button", {
@@ -345,7 +158,7 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
             class: "call-item",
             "aria-current": active ? "true" : null,
             "aria-label": `Call from ${call.caller_number}, ${call.queue_name || "no queue"}, ${stateText(call)}${call.unread ? `, ${call.unread} new texts` : ""}`,
-            onclick: () => openCall(call.id),
+            onclick: () => store.apply({ type: "call.opened", callId: call.id }),
           },
             h("span", { class: "ci-top" },
               h("span", { class: "ci-number" }, call.caller_number),
@@ -357,7 +170,7 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
             ),
           ),
           banner
-            ? h("button", { type: "button", class: "wts-banner wts-banner-small", onclick: () => showTexts(call.id), title: bannerCounts(call) },
+            ? h("button", { type: "button", class: "wts-banner wts-banner-small", onclick: () => store.apply({ type: "call.texts.shown", callId: call.id }), title: bannerCounts(call) },
                 h("span", { class: "wts-title" }, call.wait_time_sms.banner || "Wait Time SMS Received"))
             : null,
         );
@@ -365,11 +178,47 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
     );
   }
 
+  function renderOpen() {
+    if (shownCallId === calls.openId) return;
+    shownCallId = calls.openId;
+    $("call-view").hidden = !calls.openId;
+    if (!calls.openId) return;
+    input.value = calls.drafts.get(calls.openId) || "";
+    $("call-warning").textContent = "";
+    $("call-transcript").replaceChildren();
+  }
+
+  function renderBanner(call) {
+    const banner = $("call-banner");
+    banner.hidden = !call.wait_time_sms?.received;
+    banner.querySelector(".wts-title").textContent = call.wait_time_sms?.banner || "Wait Time SMS Received";
+    $("call-banner-counts").textContent = bannerCounts(call);
+    const visible = store.callTextsVisible(call.id);
+    banner.setAttribute("aria-expanded", visible ? "true" : "false");
+    banner.querySelector(".wts-open").textContent = visible ? "Shown below" : "View messages";
+  }
+
+  function renderAppLinks(call, opts) {
+    const links = opts?.app_links || [];
+    $("call-app-links").hidden = !isActive(call) || !links.length;
+    $("call-app-link-buttons").replaceChildren(
+      ...links.map((l) =>
+        h("button", {
+          type: "button",
+          class: "btn btn-small",
+          dataset: { platform: l.platform, link: l.link },
+          "aria-label": `Send the ${l.platform === "ios" ? "iOS" : "Android"} ${l.link === "download" ? "download" : "open-the-app"} link`,
+          onclick: (ev) => sendAppLink(call.id, l.platform, l.link, ev.currentTarget),
+        }, APP_LINK_LABEL[`${l.platform}:${l.link}`] || `${l.platform} ${l.link}`),
+      ),
+    );
+  }
+
   function renderCall() {
-    const call = calls.get(openCallId);
+    const call = store.openCall();
     if (!call) return;
     const active = isActive(call);
-    const opts = options.get(call.id);
+    const opts = calls.options.get(call.id);
     $("call-title").textContent = call.caller_number;
     $("call-meta").textContent = [
       call.queue_name || null,
@@ -382,51 +231,31 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
     stateEl.dataset.state = call.status;
     stateEl.dataset.callTick = String(call.id);
     $("call-dismiss").hidden = active;
-
-    const banner = $("call-banner");
-    banner.hidden = !call.wait_time_sms?.received;
-    banner.querySelector(".wts-title").textContent = call.wait_time_sms?.banner || "Wait Time SMS Received";
-    $("call-banner-counts").textContent = bannerCounts(call);
-    banner.setAttribute("aria-expanded", textsVisible(call.id) ? "true" : "false");
-    banner.querySelector(".wts-open").textContent = textsVisible(call.id) ? "Shown below" : "View messages";
+    renderBanner(call);
 
     const ended = $("call-ended");
     ended.hidden = active;
     if (!active) {
       const when = call.ended_at ? ` at ${formatTime(call.ended_at)}` : "";
-      ended.textContent = call.in_call_sms_open || textsShown.has(call.id)
+      ended.textContent = call.in_call_sms_open || calls.shown.has(call.id)
         ? `The call ended${when}. The SMS session with the caller is closed.`
         : `The call ended${when}.`;
     }
 
     // The session: start it, or send in it.
     $("call-actions").hidden = !active;
-    const start = $("call-session-start");
-    start.hidden = !active || call.in_call_sms_open;
+    $("call-session-start").hidden = !active || call.in_call_sms_open;
     const refusal = opts ? opts.refusal : call.in_call_sms_available === false ? "In-call SMS is not available for this call." : "";
     $("call-open-session").disabled = Boolean(refusal) || !opts;
     $("call-session-note").textContent = refusal || (opts ? "Text the caller during the call." : "Loading…");
+    renderAppLinks(call, opts);
 
-    const links = opts?.app_links || [];
-    $("call-app-links").hidden = !active || !links.length;
-    $("call-app-link-buttons").replaceChildren(
-      ...links.map((l) =>
-        h("button", {
-          type: "button",
-          class: "btn btn-small",
-          dataset: { platform: l.platform, link: l.link },
-          "aria-label": `Send the ${l.platform === "ios" ? "iOS" : "Android"} ${l.link === "download" ? "download" : "open-the-app"} link`,
-          onclick: (ev) => sendAppLink(call.id, l.platform, l.link, ev.currentTarget),
-        }, APP_LINK_LABEL[`${l.platform}:${l.link}`] || `${l.platform} ${l.link}`),
-      ),
-    );
-
-    const visible = textsVisible(call.id);
+    const visible = store.callTextsVisible(call.id);
     $("call-sms").hidden = !visible;
     const composer = $("call-composer");
     composer.hidden = !(active && call.in_call_sms_open && opts);
     if (!composer.hidden) renderComposer(call, opts);
-    if (visible) renderTranscript();
+    if (visible) renderTexts();
   }
 
   function renderComposer(call, opts) {
@@ -441,7 +270,7 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
               dataset: { presetId: p.id },
               title: p.long ? `${p.text}\n\nOver 160 characters: sent as several SMS.` : p.text,
               disabled: sending,
-              onclick: () => sendPreset(call.id, p),
+              onclick: () => send(call.id, () => api.sendCallPreset(call.id, p.id)),
             },
               h("span", { class: "preset-label" }, p.label),
               h("span", { class: "preset-text" }, p.text),
@@ -457,15 +286,12 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
     if (custom) updateCounter();
   }
 
-  function renderTranscript() {
-    drawTranscript($("call-transcript"), texts.get(openCallId), { me, other: "Caller", empty: "No text messages yet." });
+  function renderTexts() {
+    renderTranscript($("call-transcript"), calls.texts.get(calls.openId), { me, other: "Caller", empty: "No text messages yet." });
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Actions
-
   function limit() {
-    return options.get(openCallId)?.custom_limit || 918;
+    return calls.options.get(calls.openId)?.custom_limit || 918;
   }
 
   function updateCounter() {
@@ -487,55 +313,18 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
     $("call-send").disabled = over || sending || !input.value.trim();
   }
 
-  async function send(callId, action) {
-    if (sending) return;
-    sending = true;
-    const warning = $("call-warning");
-    warning.textContent = "";
-    warning.dataset.kind = "";
-    renderCall();
-    try {
-      const message = await action();
-      textsShown.add(callId);
-      addTexts(callId, [message]);
-      return message;
-    } catch (err) {
-      if (openCallId === callId) {
-        warning.textContent = errorText(err);
-        warning.dataset.kind = "error";
-      } else {
-        toast(errorText(err), "error");
-      }
-      return null;
-    } finally {
-      sending = false;
-      if (openCallId === callId) renderCall();
-    }
-  }
-
-  function sendPreset(callId, preset) {
-    return send(callId, () => api.sendCallPreset(callId, preset.id));
-  }
-
-  async function sendAppLink(callId, platform, link, button) {
-    button.disabled = true;
-    try {
-      const message = await send(callId, () => api.sendAppLink(callId, platform, link));
-      if (message) toast(`${platform === "ios" ? "iOS" : "Android"} ${link === "download" ? "download" : "open-the-app"} link sent.`);
-    } finally {
-      button.disabled = false;
-    }
-  }
+  // -------------------------------------------------------------------------------------------
+  // The page's controls
 
   $("call-composer").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const callId = openCallId;
+    const callId = calls.openId;
     const body = input.value;
     if (!callId || !body.trim() || charCount(body) > limit()) return updateCounter();
     const message = await send(callId, () => api.sendCallText(callId, body));
-    if (message && openCallId === callId) {
+    if (message && calls.openId === callId) {
       input.value = "";
-      drafts.delete(callId);
+      store.apply({ type: "call.draft.changed", callId, text: "" });
       updateCounter();
       input.focus();
     }
@@ -543,7 +332,7 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
 
   input.addEventListener("input", () => {
     updateCounter();
-    if (openCallId) drafts.set(openCallId, input.value);
+    if (calls.openId) store.apply({ type: "call.draft.changed", callId: calls.openId, text: input.value });
   });
   input.addEventListener("keydown", (ev) => {
     if (ev.isComposing) return;
@@ -554,37 +343,44 @@ export function createCalls({ me, late = new LateStatuses(), toast, errorText, n
   });
 
   $("call-open-session").addEventListener("click", async (ev) => {
-    const callId = openCallId;
+    const callId = calls.openId;
     const button = ev.currentTarget;
     button.disabled = true;
     try {
-      const row = await api.openSmsSession(callId);
-      textsShown.add(callId);
-      upsert(row, { fresh: true });
+      store.apply({ type: "call.session.opened", call: await api.openSmsSession(callId) });
       await loadTexts(callId);
-      if (openCallId === callId) (options.get(callId)?.presets?.length ? $("call-presets").querySelector("button") : input)?.focus();
+      if (calls.openId === callId) (calls.options.get(callId)?.presets?.length ? $("call-presets").querySelector("button") : input)?.focus();
     } catch (err) {
       $("call-session-note").textContent = errorText(err);
       button.disabled = false;
     }
   });
 
-  $("call-banner").addEventListener("click", () => openCallId && showTexts(openCallId));
-  $("call-dismiss").addEventListener("click", () => openCallId && remove(openCallId));
+  $("call-banner").addEventListener("click", () => calls.openId && store.apply({ type: "call.texts.shown", callId: calls.openId }));
+  $("call-dismiss").addEventListener("click", () => calls.openId && store.apply({ type: "call.gone", callId: calls.openId }));
 
   // The calls' clocks.
   setInterval(() => {
     for (const el of document.querySelectorAll("[data-call-tick]")) {
-      const call = calls.get(Number(el.dataset.callTick));
+      const call = calls.rows.get(Number(el.dataset.callTick));
       if (call && isActive(call)) el.textContent = stateText(call);
     }
   }, 1000);
 
   return {
-    onEvent,
+    render(topics) {
+      if (topics.has("call")) renderOpen();
+      if (topics.has("calls") || topics.has("call") || topics.has("open")) renderList();
+      if (!calls.openId) return;
+      if (topics.has("call")) renderCall();
+      else if (topics.has("callTexts") && store.callTextsVisible(calls.openId)) renderTexts();
+    },
+    effects: {
+      loadCallTexts: ({ callId, soon }) => (soon ? loadTextsSoon(callId) : loadTexts(callId)),
+      refreshCall: ({ callId }) => refreshCall(callId),
+      loadCallOptions: ({ callId }) => loadOptions(callId),
+      focusCallTexts: () => $("call-transcript").focus({ preventScroll: true }),
+    },
     resync,
-    hide,
-    isOpen: () => openCallId !== null,
-    state: { calls, texts, options },
   };
 }

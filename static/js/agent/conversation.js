@@ -5,8 +5,8 @@ import { renderTranscript } from "./transcript.js";
 
 const NO_CONTACT = "Open a chat to see its contact and earlier chats.";
 
-/** mountConversation({store, actions, me, callOpen}) → render(topics). */
-export function mountConversation({ store, actions, me, callOpen }) {
+/** mountConversation({store, actions, me}) → render(topics). */
+export function mountConversation({ store, actions, me }) {
   const { state } = store;
   let shownChatId = null; // the chat whose transcript and panel the DOM holds
 
@@ -16,12 +16,10 @@ export function mountConversation({ store, actions, me, callOpen }) {
     $("transcript").replaceChildren();
     if (state.openChatId) {
       $("crm-body").replaceChildren(h("p", { class: "empty" }, "Loading contact…"));
-      $("no-chat").hidden = true;
       $("chat-view").hidden = false;
     } else {
       $("crm-body").replaceChildren(h("p", { class: "empty" }, NO_CONTACT));
       $("chat-view").hidden = true;
-      $("no-chat").hidden = callOpen();
     }
   }
 
@@ -102,6 +100,8 @@ export function mountConversation({ store, actions, me, callOpen }) {
   }
 
   return (topics) => {
+    // The middle column holds the open chat, or the open call (calls.js), or says neither is open.
+    if (topics.has("open") || topics.has("call")) $("no-chat").hidden = Boolean(state.openChatId || state.calls.openId);
     if (topics.has("open")) renderOpen();
     if (!state.openChatId) return;
     if (topics.has("open") || topics.has("head")) renderHead();

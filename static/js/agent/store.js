@@ -11,6 +11,7 @@
 // - waiting counts per queue from the chats' versions, not from counting events;
 // - a transcript merges by message id, statuses only forward (transcript.js).
 import { LateStatuses, Transcript } from "./transcript.js";
+import { callHandlers, newCallsState } from "./store_calls.js";
 
 const WAITING_KEPT = 2000;
 // A chat's fields that are the agent's own (counted for this page), not the chat's shape.
@@ -46,6 +47,7 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
     drafts: new Map(), // chat id -> unsent text
     contact: null, // the open chat's CRM panel (GET …/contact)
     ownActions: new Set(), // chat ids the agent just accepted or started (no chime for those)
+    calls: newCallsState(), // the calls the agent is on (store_calls.js)
   };
   const listeners = [];
   let changes = null;
@@ -199,6 +201,7 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
   }
 
   function messageCreated({ message }) {
+    if (callPart.messageCreated(message)) return; // the SMS side of a call (never in the chat list)
     const chat = state.chats.get(message.chat_id);
     if (!chat) return;
     const fromConsumer = message.author === "consumer";
@@ -224,7 +227,7 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
 
   function messageStatus(event) {
     if (state.transcript.status(event)) touch("transcript");
-    else late.keep(event); // its message is not here yet, or is in a chat not open now
+    else if (!callPart.messageStatus(event)) late.keep(event); // its message is not here yet, or is in a chat not open now
   }
 
   // ------------------------------------------------------------------------------------------
@@ -257,6 +260,10 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
   }
 
   function chatOpened({ chatId }) {
+    if (state.calls.openId !== null) {
+      state.calls.openId = null; // the chat takes the middle column
+      touch("call", "calls");
+    }
     if (state.openChatId !== chatId) {
       state.openChatId = chatId;
       state.transcript = new Transcript(late);
@@ -308,7 +315,13 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
     touch("status");
   }
 
+  const callPart = callHandlers({
+    state, me, late, touch, effect, isHidden,
+    leaveChat: () => state.openChatId && closeOpen({ keepDraft: true }), // a call takes the middle column
+  });
+
   const HANDLERS = {
+    ...callPart.handlers,
     "chat.offered": chatOffered,
     "chat.updated": chatUpdated,
     "queue.chat": queueChat,
@@ -322,7 +335,6 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
       touch("transcript", "head");
     },
     "chat.opened": chatOpened,
-    "chat.left": () => closeOpen({ keepDraft: true }), // a call took the middle column
     "chat.closed": () => closeOpen(),
     "chat.claiming": ({ chatId }) => state.ownActions.add(chatId),
     "chat.taken": chatTaken,
@@ -383,5 +395,7 @@ export function createStore({ me, name, isHidden = () => document.hidden }) {
       return count;
     },
     openChat: () => state.chats.get(state.openChatId) || null,
+    openCall: () => state.calls.rows.get(state.calls.openId) || null,
+    callTextsVisible: callPart.textsVisible,
   };
 }
