@@ -38,3 +38,32 @@ def no_wake_request_left(settings):
         from portal import shared_redis
 
         shared_redis.client().delete(WAKE_KEY)
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Call a service as a request would: its after-commit work runs before it returns."""
+
+    def run(fn, /, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def wsgi_app():
+    """The project's WSGI application, called in-process inside the test's transaction (for
+    Schemathesis): like Django's test client, without closing the database connection at the end
+    of each request (which would end the test's transaction on PostgreSQL)."""
+    from django.core.signals import request_finished, request_started
+    from django.core.wsgi import get_wsgi_application
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield get_wsgi_application()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

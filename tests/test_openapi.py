@@ -11,9 +11,6 @@ import secrets
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -155,20 +152,6 @@ def api_world(db, settings, monkeypatch):
     chats[0].save(update_fields=["chat_type"])
     credential, secret = create_api_credential(name="Schemathesis")
     return {"Authorization": basic(credential.key, secret)}
-
-
-@pytest.fixture
-def wsgi_app():
-    """The project's WSGI application, called in-process inside the test's transaction: like
-    Django's test client, without closing the database connection at the end of each request
-    (which would end the test's transaction on PostgreSQL)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield get_wsgi_application()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 OPERATIONS = sorted(f"{method.upper()} {path}" for path, methods in PUBLIC_PATHS.items() for method in methods)

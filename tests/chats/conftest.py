@@ -7,9 +7,9 @@ real `POST /sms/twilio/inbound/` view with a valid X-Twilio-Signature and reads 
 portal sent it.
 
 Every request and every service call runs inside `django_capture_on_commit_callbacks(execute=True)`
-(the `committed` fixture, and `Phone.text`), so the work queued after commit — the django-q2
-send task, run inline because the test settings set Q_CLUSTER sync=True, and assignment —
-happens before the test looks."""
+(the `committed` fixture of tests/conftest.py, and `Phone.text`), so the work queued after
+commit — the django-q2 send task, run inline because the test settings set Q_CLUSTER sync=True,
+and assignment — happens before the test looks."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -48,17 +48,6 @@ def auth_token(settings):
         settings.TWILIO_ACCOUNT_SID = "AC" + "1" * 32
     settings.PUBLIC_BASE_URL = ""
     return settings.TWILIO_AUTH_TOKEN
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    """Call a service as a request would: its after-commit work runs before it returns."""
-
-    def run(fn, /, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
 
 
 @pytest.fixture

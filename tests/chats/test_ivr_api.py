@@ -294,21 +294,6 @@ def fuzz_world(api, blended, settings, committed):
     return {"Authorization": api.authorization}
 
 
-@pytest.fixture
-def wsgi_app():
-    from django.core.signals import request_finished, request_started
-    from django.core.wsgi import get_wsgi_application
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield get_wsgi_application()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-
-
 @pytest.mark.parametrize("negative", [False, True])
 @pytest.mark.parametrize("label", IVR_OPERATIONS)
 def test_no_generated_request_makes_the_ivr_api_fail(label, negative, fuzz_world, wsgi_app, django_capture_on_commit_callbacks):

@@ -44,15 +44,6 @@ def send_many(committed, requests) -> list[OutboundMessage]:
     return messages
 
 
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    def run(fn, /, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
-
 def test_each_message_is_sent_and_tracked_as_queue_sms_would(sender, clock, committed):
     messages = send_many(committed, [{"to": to, "from_number": SENDER, "body": "Bye"} for to in consumers(3)])
 

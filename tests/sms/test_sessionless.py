@@ -62,15 +62,6 @@ def no_send(monkeypatch):
     monkeypatch.setattr(pipeline, "enqueue_send", lambda message: None)
 
 
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    def run(fn, /, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
-
 def recipients(count: int) -> list[str]:
     return [f"+1555720{index:04d}" for index in range(count)]
 
