@@ -1,20 +1,14 @@
-"""Fixtures of the blended SMS tests (SPEC B1–B3): an in-call SMS number, wait-time and in-call SMS
-switched on for the queue "Billing" of tests/chats/conftest.py, a caller's phone texting the
-in-call number through the signed webhook, a standing clock, and a recorder of the events the
-browser would hear. Test modules import the fixtures they use from here."""
+"""Numbers, texts and helpers of the blended SMS tests (SPEC B1–B3). Their fixtures (the in-call
+SMS number, wait-time and in-call SMS switched on for "Billing", the caller's phone, a standing
+clock, the events the browser would hear) are in tests/chats/conftest.py."""
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from channels.db import database_sync_to_async
 
-from chats.calls import consent, lifecycle
-from chats.models import Call, CallSource
-from portal.models import BlendingMessages, InCallSmsSettings, OperationSettings
-from sms.models import NumberUsage
-from tests.chats.conftest import Phone
-from tests.factories import make_number
+from chats.calls import consent
+from chats.models import Call
 
 IN_CALL = "+15550100003"
 CALLER = "+15557654999"
@@ -28,77 +22,6 @@ INCORRECT = "Sorry, that was not a valid choice."
 WAIT_TIME_SMS = "Reply to this message with details or photos about your call. An agent will see them."
 CLOSING = "Thanks for contacting us. This text session has ended."
 AFTER_SESSION = "This text session has ended. Please call us again if you need help."
-
-
-@pytest.fixture
-def clock(time_machine):
-    time_machine.move_to(START, tick=False)
-    return time_machine
-
-
-@pytest.fixture
-def in_call_number(db):
-    return make_number(IN_CALL, label="In-call SMS", usage=NumberUsage.IN_CALL, messages_per_second=100)
-
-
-@pytest.fixture
-def in_call_settings(db):
-    settings = InCallSmsSettings.load()
-    settings.in_call_sms_enabled = True
-    settings.wait_time_sms_enabled = True
-    settings.announcement_interval_seconds = 60
-    settings.save()
-    BlendingMessages.objects.get_or_create(settings=settings, language="en")
-    return settings
-
-
-@pytest.fixture
-def blended(support, in_call_number, in_call_settings):
-    """Billing takes wait-time SMS and in-call SMS; returns the queue."""
-    billing = support.billing
-    billing.wait_time_sms_enabled = True
-    billing.in_call_sms_enabled = True
-    billing.save()
-    return billing
-
-
-@pytest.fixture
-def operation_settings(db):
-    return OperationSettings.load()
-
-
-@pytest.fixture
-def new_call(blended, committed):
-    """A caller entering Billing (by default through Twilio Voice)."""
-
-    def make(call_sid: str = "CA0001", caller: str = CALLER, source: str = CallSource.TWILIO, queue=None, **kw) -> Call:
-        return committed(
-            lifecycle.queue_call, call_sid=call_sid, caller_number=caller, queue=queue or blended, source=source, **kw
-        )
-
-    return make
-
-
-@pytest.fixture
-def caller_phone(client, django_capture_on_commit_callbacks, in_call_number):
-    """The caller's phone texting the in-call SMS number through the signed webhook."""
-    return Phone(client, django_capture_on_commit_callbacks, number=CALLER, portal=IN_CALL)
-
-
-@pytest.fixture
-def heard(monkeypatch):
-    """Every event published after commit, as (group, event), in order."""
-    from chats import events
-
-    published: list[tuple[str, dict]] = []
-    real = events.publish_on_commit
-
-    def record(group, event):
-        published.append((group, event))
-        real(group, event)
-
-    monkeypatch.setattr(events, "publish_on_commit", record)
-    return published
 
 
 def ask(committed, call: Call, *, digit: str | None = None):

@@ -9,18 +9,25 @@ portal sent it.
 Every request and every service call runs inside `django_capture_on_commit_callbacks(execute=True)`
 (the `committed` fixture of tests/conftest.py, and `Phone.text`), so the work queued after
 commit — the django-q2 send task, run inline because the test settings set Q_CLUSTER sync=True,
-and assignment — happens before the test looks."""
+and assignment — happens before the test looks.
+
+Last, the fixtures of the calls with wait-time and in-call SMS (SPEC B1–B3): an in-call SMS number,
+both switched on for "Billing", a caller entering it (`new_call`), the caller's phone texting the
+in-call number through the signed webhook, a standing clock, and a recorder of the events the
+browser would hear."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 
-from chats import assignment, services
-from chats.models import Chat, Message
+from chats import assignment
+from chats.calls import lifecycle
+from chats.models import Call, CallSource, Chat, Message
 from portal import presence
-from portal.models import ChatSettings
-from sms.models import MessageStatus, OutboundMessage
+from portal.models import AgentStatus, BlendingMessages, ChatSettings, InCallSmsSettings, OperationSettings
+from sms.models import MessageStatus, NumberUsage, OutboundMessage
+from tests.chats.calls import CALLER, IN_CALL, START
 from tests.factories import link_number, make_agent, make_number, make_queue, make_queue_messages
 from tests.webhooks import post_inbound
 
@@ -162,3 +169,86 @@ def make_phone(client, django_capture_on_commit_callbacks, support):
 def transcript(chat: Chat) -> list[tuple[str, str]]:
     """(author, body) of every transcript entry, in order."""
     return list(Message.objects.filter(chat=chat).order_by("created_at", "pk").values_list("author", "body"))
+
+
+# --- calls with wait-time and in-call SMS (SPEC B1–B3; numbers and texts in tests/chats/calls.py) ---
+
+
+@pytest.fixture
+def clock(time_machine):
+    """The clock stands still at START of tests/chats/calls.py; tests move it with clock.shift(…)."""
+    time_machine.move_to(START, tick=False)
+    return time_machine
+
+
+@pytest.fixture
+def in_call_number(db):
+    return make_number(IN_CALL, label="In-call SMS", usage=NumberUsage.IN_CALL, messages_per_second=100)
+
+
+@pytest.fixture
+def in_call_settings(db):
+    settings = InCallSmsSettings.load()
+    settings.in_call_sms_enabled = True
+    settings.wait_time_sms_enabled = True
+    settings.announcement_interval_seconds = 60
+    settings.save()
+    BlendingMessages.objects.get_or_create(settings=settings, language="en")
+    return settings
+
+
+@pytest.fixture
+def blended(support, in_call_number, in_call_settings):
+    """Billing takes wait-time SMS and in-call SMS; returns the queue."""
+    billing = support.billing
+    billing.wait_time_sms_enabled = True
+    billing.in_call_sms_enabled = True
+    billing.save()
+    return billing
+
+
+@pytest.fixture
+def operation_settings(db):
+    return OperationSettings.load()
+
+
+@pytest.fixture
+def new_call(blended, committed):
+    """A caller entering Billing (by default through Twilio Voice)."""
+
+    def make(call_sid: str = "CA0001", caller: str = CALLER, source: str = CallSource.TWILIO, queue=None, **kw) -> Call:
+        return committed(
+            lifecycle.queue_call, call_sid=call_sid, caller_number=caller, queue=queue or blended, source=source, **kw
+        )
+
+    return make
+
+
+@pytest.fixture
+def caller_phone(client, django_capture_on_commit_callbacks, in_call_number):
+    """The caller's phone texting the in-call SMS number through the signed webhook."""
+    return Phone(client, django_capture_on_commit_callbacks, number=CALLER, portal=IN_CALL)
+
+
+@pytest.fixture
+def heard(monkeypatch):
+    """Every event published after commit, as (group, event), in order."""
+    from chats import events
+
+    published: list[tuple[str, dict]] = []
+    real = events.publish_on_commit
+
+    def record(group, event):
+        published.append((group, event))
+        real(group, event)
+
+    monkeypatch.setattr(events, "publish_on_commit", record)
+    return published
+
+
+@pytest.fixture
+def alice_agent(blended):
+    """Alice, available, an agent of Billing: the one its calls are put through to."""
+    agent = make_agent("alice", display_name="Alice", status=AgentStatus.AVAILABLE)
+    blended.agents.add(agent)
+    return agent

@@ -30,8 +30,7 @@ from chats.models import (
 from portal.models import AgentStatus, CrmEntry, CrmRecord
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact
-from tests.chats.calls import (  # noqa: F401 — fixtures
-    open_agent_socket,
+from tests.chats.calls import (
     AFTER_SESSION,
     CALLER,
     CLOSING,
@@ -43,14 +42,7 @@ from tests.chats.calls import (  # noqa: F401 — fixtures
     UK_CALLER,
     WAIT_TIME_SMS,
     ask,
-    blended,
-    caller_phone,
-    clock,
-    heard,
-    in_call_number,
-    in_call_settings,
-    new_call,
-    operation_settings,
+    open_agent_socket,
     reload,
 )
 from tests.chats.conftest import CONSUMER, PORTAL
@@ -494,13 +486,6 @@ def test_stop_from_the_caller_ends_the_sms_side_and_nothing_more_is_sent(allowed
 
 
 # --- the call reaches an agent: the banner and the CRM record -------------------------------------
-
-
-@pytest.fixture
-def alice_agent(blended):
-    agent = make_agent("alice", display_name="Alice", status=AgentStatus.AVAILABLE)
-    blended.agents.add(agent)
-    return agent
 
 
 def test_on_assignment_the_agent_hears_the_banner_and_the_texts_go_to_the_crm(

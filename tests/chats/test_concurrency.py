@@ -25,7 +25,7 @@ from chats.assignment import accept_offer, assign_waiting_chats
 from chats.errors import ChatActionError
 from queues.models import AnswerType, QueueMessages
 from sms.models import InboundMessage, OutboundMessage
-from tests.chats.calls import ask, blended, clock, in_call_number, in_call_settings, new_call  # noqa: F401 — fixtures
+from tests.chats.calls import ask
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, errors_of, run_together
 from tests.factories import link_number, make_available_agent, make_number, make_queue, make_queued_chats
 from tests.webhooks import inbound_params, new_sid, post_signed

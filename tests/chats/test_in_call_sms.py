@@ -10,27 +10,10 @@ from django.test import Client
 
 from chats.calls import lifecycle
 from chats.models import Author, Call, ChatStatus, ChatType, FinishReason, Media
-from portal.models import AgentStatus, CrmEntry, PresetMessage
+from portal.models import CrmEntry, PresetMessage
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact
-from tests.chats.calls import (  # noqa: F401 — fixtures
-    AFTER_SESSION,
-    CALLER,
-    CLOSING,
-    IN_CALL,
-    UK_CALLER,
-    WAIT_TIME_SMS,
-    ask,
-    blended,
-    caller_phone,
-    clock,
-    heard,
-    in_call_number,
-    in_call_settings,
-    new_call,
-    operation_settings,
-    reload,
-)
+from tests.chats.calls import AFTER_SESSION, CALLER, CLOSING, IN_CALL, UK_CALLER, WAIT_TIME_SMS, ask, reload
 from tests.factories import make_agent
 
 CALLS = "/apps/api/v1/agent/calls"
@@ -52,22 +35,15 @@ class Adapter:
 
 
 @pytest.fixture
-def alice(blended):
-    agent = make_agent("alice", display_name="Alice", status=AgentStatus.AVAILABLE)
-    blended.agents.add(agent)
-    return agent
-
-
-@pytest.fixture
-def on_call(new_call, alice, committed) -> Call:
+def on_call(new_call, alice_agent, committed) -> Call:
     """Alice is on a call from CALLER (no wait-time SMS)."""
     call = new_call()
-    return committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
+    return committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice_agent)
 
 
 @pytest.fixture
-def adapter(alice, django_capture_on_commit_callbacks):
-    return Adapter(alice, django_capture_on_commit_callbacks)
+def adapter(alice_agent, django_capture_on_commit_callbacks):
+    return Adapter(alice_agent, django_capture_on_commit_callbacks)
 
 
 @pytest.fixture
@@ -112,7 +88,7 @@ def test_another_agents_call_is_not_found(on_call, blended, django_capture_on_co
     assert other.get("").json() == {"calls": []}
 
 
-def test_the_banner_opens_the_texts_received_while_waiting(new_call, alice, adapter, committed, clock, caller_phone):
+def test_the_banner_opens_the_texts_received_while_waiting(new_call, alice_agent, adapter, committed, clock, caller_phone):
     import datetime as dt
 
     call = new_call()
@@ -122,7 +98,7 @@ def test_the_banner_opens_the_texts_received_while_waiting(new_call, alice, adap
     caller_phone.text("", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME9", MediaContentType0="image/jpeg")
     media = Media.objects.get()
     media.file.save("m.jpg", ContentFile(b"\xff\xd8jpeg"), save=True)
-    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice_agent)
 
     detail = adapter.get(f"/{call.pk}").json()
     messages = adapter.get(f"/{call.pk}/messages").json()["messages"]
@@ -170,9 +146,9 @@ def test_no_session_when_in_call_sms_is_off(adapter, on_call, in_call_settings, 
     assert reload(on_call).chat is None
 
 
-def test_a_non_us_caller_only_when_allowed(new_call, alice, adapter, committed, in_call_settings):
+def test_a_non_us_caller_only_when_allowed(new_call, alice_agent, adapter, committed, in_call_settings):
     call = new_call(caller=UK_CALLER)
-    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice_agent)
 
     refused = adapter.post(f"/{call.pk}/sms-session")
     assert refused.status_code == 400
@@ -191,11 +167,11 @@ def test_a_caller_who_opted_out_cannot_be_texted(adapter, on_call):
     assert response.status_code == 400 and "opted out" in response.json()["error"]
 
 
-def test_presets_follow_the_calls_language(new_call, alice, adapter, committed, presets, chat_settings):
+def test_presets_follow_the_calls_language(new_call, alice_agent, adapter, committed, presets, chat_settings):
     chat_settings.enabled_languages = ["en", "es"]
     chat_settings.save()
     spanish = new_call("CAes", language="es")
-    committed(lifecycle.assign_call, call_sid=spanish.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=spanish.call_sid, agent=alice_agent)
 
     body = adapter.get(f"/{spanish.pk}/presets").json()
 
@@ -260,13 +236,13 @@ def test_an_empty_custom_message_is_refused(adapter, on_call, in_call_settings):
     assert response.status_code == 400 and response.json()["error"] == "Write a message first."
 
 
-def test_the_callers_texts_and_videos_arrive_live_during_the_session(adapter, on_call, alice, caller_phone, heard):
+def test_the_callers_texts_and_videos_arrive_live_during_the_session(adapter, on_call, alice_agent, caller_phone, heard):
     adapter.post(f"/{on_call.pk}/sms-session")
     heard.clear()
 
     caller_phone.text("Here is a video", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME5", MediaContentType0="video/mp4")
 
-    live = [event for group, event in heard if group == f"agent.{alice.pk}" and event["type"] == "call.message"]
+    live = [event for group, event in heard if group == f"agent.{alice_agent.pk}" and event["type"] == "call.message"]
     assert len(live) == 1
     assert live[0]["message"]["body"] == "Here is a video"
     assert live[0]["message"]["media"][0]["content_type"] == "video/mp4"
@@ -314,13 +290,13 @@ def test_no_auto_response_when_it_is_off(adapter, on_call, committed, caller_pho
     assert caller_phone.new_texts() == [chat_settings.do_not_reply_message]
 
 
-def test_the_wait_time_chat_becomes_the_session(new_call, alice, adapter, committed, clock, presets):
+def test_the_wait_time_chat_becomes_the_session(new_call, alice_agent, adapter, committed, clock, presets):
     import datetime as dt
 
     call = new_call()
     clock.shift(dt.timedelta(seconds=60))
     ask(committed, call, digit="1")
-    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice)
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice_agent)
     chat_id = reload(call).chat_id
 
     adapter.post(f"/{call.pk}/sms", {"preset_id": presets["en"].pk})

@@ -19,7 +19,6 @@ from chats.models import Author, Chat, ChatStatus, Message
 from chats.sweepers import run_sweepers
 from sms.models import InboundMessage, InboundState, InboundWake, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
-from tests.chats.calls import clock  # noqa: F401 — fixture
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
 from tests.webhooks import inbound_params, new_sid, post_inbound, post_signed
 

@@ -12,22 +12,7 @@ from chats import sweepers
 from chats.models import Call, CallSource, CallStatus, ChatStatus, WaitTimeSmsStatus
 from portal.models import AgentStatus, BlendingMessages, CrmRecord
 from tests.api_client import basic, make_api
-from tests.chats.calls import (  # noqa: F401 — fixtures
-    CALLER,
-    CONSENT,
-    IN_CALL,
-    INCORRECT,
-    SMS_SENT,
-    WAIT_TIME_SMS,
-    blended,
-    caller_phone,
-    clock,
-    heard,
-    in_call_number,
-    in_call_settings,
-    operation_settings,
-    reload,
-)
+from tests.chats.calls import CALLER, CONSENT, IN_CALL, INCORRECT, SMS_SENT, WAIT_TIME_SMS, reload
 from tests.factories import make_agent
 
 IVR = "/apps/api/v1/ivr/calls"

@@ -14,22 +14,7 @@ from chats.models import Call, CallSource, CallStatus, ChatStatus, WaitTimeSmsSt
 from chats.calls.voice import twilio_queue_name
 from portal.models import AgentStatus, BlendingMessages, CrmRecord
 from sms.models import OutboundMessage
-from tests.chats.calls import (  # noqa: F401 — fixtures
-    CALLER,
-    CONSENT,
-    IN_CALL,
-    INCORRECT,
-    SMS_SENT,
-    WAIT_TIME_SMS,
-    blended,
-    caller_phone,
-    clock,
-    heard,
-    in_call_number,
-    in_call_settings,
-    operation_settings,
-    reload,
-)
+from tests.chats.calls import CALLER, CONSENT, IN_CALL, INCORRECT, SMS_SENT, WAIT_TIME_SMS
 from tests.factories import make_agent
 from tests.webhooks import new_sid, post_signed
 
