@@ -1,6 +1,9 @@
 """The Outbound SMS API's service (SPEC A1): `POST /apps/api/v1/sms` starts an API chat, or sends
 on an agent's behalf in the chat they hold, after the documented checks in the documented order
-(first failure wins, with the documented message). Its replies: `api_chat_replied`."""
+(first failure wins, with the documented message). The request's body is read and its shape
+checked by `chats.api_sms_request.OutboundSmsSerializer`; the rows that need the portal's state
+are here (`check_enabled`, `sending_number`, then the chat, agent and ticket in `send_api_sms`).
+Its replies: `api_chat_replied`."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -56,12 +59,19 @@ class ApiSmsError:
     OPTED_OUT = "Outbound SMS failed. Consumer has opted out of SMS from this number."
 
 
-def _api_text(value) -> str | None:
-    """A request field as stripped text; None when absent, empty or not text."""
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    return None
+class AgentRef(NamedTuple):
+    """The agent a request names, by id or by e-mail; neither when the id given can name no one."""
+
+    pk: int | None = None
+    email: str | None = None
+
+
+class TicketRef(NamedTuple):
+    """The CRM record a ticket_id names, by id or by reference (chat:42); neither when it can name
+    none."""
+
+    pk: int | None = None
+    reference: str | None = None
 
 
 def api_chat_queue(number: PhoneNumber) -> Queue | None:
@@ -73,123 +83,87 @@ def api_chat_queue(number: PhoneNumber) -> Queue | None:
     return link.queue if link is not None else None
 
 
-def _api_agent(agent_id, agent_email) -> AgentProfile | None:
-    agents = AgentProfile.objects.select_related("user")
-    if agent_id is not None and agent_id != "":
-        if isinstance(agent_id, bool) or not str(agent_id).strip().isdigit():
-            return None
-        return agents.filter(pk=int(str(agent_id).strip())).first()
-    email = _api_text(agent_email)
-    return agents.filter(user__email__iexact=email).order_by("pk").first() if email else None
-
-
-def _api_ticket(ticket_id):
-    """The CRM record a ticket_id names: its id or its reference (chat:42)."""
-    from portal.models import CrmRecord
-
-    text = str(ticket_id).strip() if isinstance(ticket_id, (str, int)) and not isinstance(ticket_id, bool) else ""
-    if not text:
-        return None
-    if text.isdigit():
-        return CrmRecord.objects.filter(pk=int(text)).first() if len(text) < 18 else None
-    return CrmRecord.objects.filter(reference=text).first()
-
-
-class ApiSmsRequest(NamedTuple):
-    """A request that passed the field checks: who is texted, from which number and queue, what."""
-
-    consumer: str
-    number: PhoneNumber
-    queue: Queue
-    body: str
-    agent_given: bool
-
-
-def check_request(
-    *, end_user_number=None, outbound_number=None, message=None, chat_type=None, chat_subtype=None,
-    agent_id=None, agent_email=None,
-) -> ApiSmsRequest:
-    """The request's raw values checked in the documented order, up to the message (SPEC A1:
-    first failure wins, as a ChatActionError with the documented message)."""
-    from sms.numbers import is_us_number, parse_e164, validate_portal_number
-    from sms.segments import MAX_BODY_CHARS
-
+def check_enabled() -> None:
+    """SPEC A1's first rows: SMS chat, then outbound SMS, switched on (chat settings)."""
     chat_settings = ChatSettings.load()
     if not chat_settings.sms_chat_enabled:
         raise ChatActionError(ApiSmsError.SMS_OFF, code="sms_disabled")
     if not chat_settings.outbound_sms_enabled:
         raise ChatActionError(ApiSmsError.OUTBOUND_OFF, code="outbound_disabled")
-    agent_given = (agent_id is not None and agent_id != "") or bool(_api_text(agent_email))
-    if agent_id not in (None, "") and _api_text(agent_email):
-        raise ChatActionError(ApiSmsError.BOTH_AGENT_FIELDS, code="invalid")
-    if chat_type is None or chat_type == "":
-        raise ChatActionError(ApiSmsError.CHAT_TYPE_MISSING, code="invalid")
-    if not isinstance(chat_type, str) or chat_type.strip().lower() != "sms":
-        raise ChatActionError(ApiSmsError.CHAT_TYPE_INVALID, code="invalid")
-    if chat_subtype not in (None, "") and (
-        not isinstance(chat_subtype, str) or chat_subtype.strip().lower() != API_INITIATED
-    ):
-        raise ChatActionError(ApiSmsError.CHAT_SUBTYPE_INVALID, code="invalid")
-    if end_user_number is None or end_user_number == "":
-        raise ChatActionError(ApiSmsError.END_USER_MISSING, code="invalid")
-    consumer = _api_text(end_user_number)
-    if consumer is None or parse_e164(consumer) is None:
-        raise ChatActionError(ApiSmsError.END_USER_INVALID, code="invalid")
-    if outbound_number is None or outbound_number == "":
-        raise ChatActionError(ApiSmsError.OUTBOUND_MISSING, code="invalid")
-    sender = _api_text(outbound_number)
-    try:
-        validate_portal_number(sender or "")
-    except Exception:  # noqa: BLE001 — a ValidationError: any malformed value
-        raise ChatActionError(ApiSmsError.OUTBOUND_INVALID, code="invalid") from None
+
+
+def sending_number(sender: str, consumer: str) -> tuple[PhoneNumber, Queue]:
+    """SPEC A1's rows after the numbers' format: `sender` is a verified SMS-chat number of this
+    portal assigned to a queue (else "not found"), and both numbers are US unless the chat
+    settings allow others. Returns the number and the queue that takes the consumer's reply."""
+    from sms.numbers import is_us_number
+
     number = PhoneNumber.objects.verified().filter(number=sender, usage="sms_chat").first()
     queue = api_chat_queue(number) if number is not None else None
     if queue is None:
         raise ChatActionError(ApiSmsError.OUTBOUND_NOT_FOUND, code="not_found")
-    if not chat_settings.api_non_us_numbers_allowed and not (is_us_number(sender) and is_us_number(consumer)):
+    if not ChatSettings.load().api_non_us_numbers_allowed and not (is_us_number(sender) and is_us_number(consumer)):
         raise ChatActionError(ApiSmsError.NON_US, code="non_us")
-    body = message.strip() if isinstance(message, str) else ""
-    if not body:
-        raise ChatActionError(ApiSmsError.MESSAGE_MISSING, code="invalid")
-    if len(body) > MAX_BODY_CHARS:
-        raise ChatActionError(ApiSmsError.MESSAGE_TOO_LONG.format(over=len(body) - MAX_BODY_CHARS), code="too_long")
-    return ApiSmsRequest(consumer, number, queue, body, agent_given)
+    return number, queue
 
 
-def send_api_sms(*, agent_id=None, agent_email=None, ticket_id=None, by: str = "api", **fields) -> tuple[Chat, bool]:
-    """The Outbound SMS API (SPEC A1): the request checked (`check_request`, then the chat, agent
-    and ticket it names, in the documented order), then either an API chat started (`selecting`,
-    or `assigned` to the agent given) or, when the chat exists and the agent given holds it, the
-    message sent on the agent's behalf. Returns the chat and whether it was created."""
-    request = check_request(agent_id=agent_id, agent_email=agent_email, **fields)
+def _find_agent(ref: AgentRef) -> AgentProfile | None:
+    agents = AgentProfile.objects.select_related("user")
+    if ref.pk is not None:
+        return agents.filter(pk=ref.pk).first()
+    if ref.email:
+        return agents.filter(user__email__iexact=ref.email).order_by("pk").first()
+    return None
+
+
+def _find_ticket(ref: TicketRef):
+    from portal.models import CrmRecord
+
+    if ref.pk is not None:
+        return CrmRecord.objects.filter(pk=ref.pk).first()
+    if ref.reference:
+        return CrmRecord.objects.filter(reference=ref.reference).first()
+    return None
+
+
+def send_api_sms(
+    *, consumer: str, number: PhoneNumber, queue: Queue, body: str, agent: AgentRef | None = None,
+    ticket: TicketRef | None = None, by: str = "api",
+) -> tuple[Chat, bool]:
+    """The Outbound SMS API (SPEC A1) once its request passed the rows up to the message
+    (`chats.api_sms_request.OutboundSmsSerializer`, which calls `check_enabled` and
+    `sending_number` at their place): the rows that need the chat, the agent and the ticket it
+    names, in the documented order, then either an API chat started (`selecting`, or `assigned`
+    to the agent given) or, when the chat exists and the agent given holds it, the message sent
+    on the agent's behalf. Returns the chat and whether it was created."""
     with transaction.atomic():
         existing = (
             Chat.objects.select_for_update(of=("self",))
             .select_related("portal_number", "queue")
-            .active_between(request.consumer, request.number)
+            .active_between(consumer, number)
             .first()
         )
-        agent = _api_agent(agent_id, agent_email) if request.agent_given else None
+        found = _find_agent(agent) if agent is not None else None
         if existing is not None:
-            if not request.agent_given:
+            if agent is None:
                 raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat")
-            if agent is None or existing.agent_id != agent.pk or existing.status != ChatStatus.ASSIGNED:
+            if found is None or existing.agent_id != found.pk or existing.status != ChatStatus.ASSIGNED:
                 raise ChatActionError(ApiSmsError.AGENT_NOT_CONNECTED, code="not_held")
-        elif request.agent_given and agent is None:
+        elif agent is not None and found is None:
             raise ChatActionError(ApiSmsError.AGENT_NOT_FOUND, code="not_found")
         record = None
-        if ticket_id not in (None, ""):
-            record = _api_ticket(ticket_id)
+        if ticket is not None:
+            record = _find_ticket(ticket)
             if record is None:
                 raise ChatActionError(ApiSmsError.TICKET_NOT_FOUND, code="not_found")
         if existing is not None:
-            send_agent_message(agent=agent, chat=existing, body=request.body)
+            send_agent_message(agent=found, chat=existing, body=body)
             return existing, False
-        if is_do_not_contact(request.consumer, request.number.number):
+        if is_do_not_contact(consumer, number.number):
             raise ChatActionError(ApiSmsError.OPTED_OUT, code="do_not_contact")
         chat = start_api_chat(
-            consumer_number=request.consumer, portal_number=request.number, queue=request.queue,
-            body=request.body, agent=agent, crm_record=record, by=by,
+            consumer_number=consumer, portal_number=number, queue=queue, body=body, agent=found, crm_record=record,
+            by=by,
         )
     return chat, True
 

@@ -12,10 +12,10 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from chats import api_sms
+from chats.api_sms_request import OutboundSmsSerializer
 from chats.models import Chat, Media
 from chats.errors import ChatActionError
 from chats.public_serializers import (
-    ApiSmsRequestSerializer,
     ChatFilterSerializer,
     ChatPageData,
     PublicChatSerializer,
@@ -32,9 +32,6 @@ def object_id(value: str) -> int:
     return int(value)
 
 
-SMS_FIELDS = [
-    "agent_id", "agent_email", "chat_type", "chat_subtype", "end_user_number", "outbound_number", "message", "ticket_id",
-]
 E = api_sms.ApiSmsError
 
 SAMPLE_CHAT = {
@@ -100,7 +97,7 @@ class ApiSmsView(PublicApiView):
             "pipeline: do-not-contact list, duplicate limiter, quiet hours (held until the recipient's "
             "morning), the number's sending limits. Answers the chat object."
         ),
-        request=ApiSmsRequestSerializer,
+        request=OutboundSmsSerializer,
         responses={200: PublicChatSerializer, 400: _api_sms_errors(), **COMMON_ERRORS},
         examples=[
             OpenApiExample(
@@ -119,11 +116,10 @@ class ApiSmsView(PublicApiView):
         tags=["Outbound SMS"],
     )
     def post(self, request):
-        data = self.request_object()
+        sms_request = OutboundSmsSerializer(data=self.request_object())
         try:
-            chat, _created = api_sms.send_api_sms(
-                **{name: data.get(name) for name in SMS_FIELDS}, by=f"api:{request.auth.key}"
-            )
+            sms_request.is_valid(raise_exception=True)
+            chat, _created = api_sms.send_api_sms(**sms_request.validated_data, by=f"api:{request.auth.key}")
         except ChatActionError as exc:
             raise ApiError(exc.message) from exc
         chat = public_chats().get(pk=chat.pk)

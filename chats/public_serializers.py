@@ -10,7 +10,6 @@ from collections import defaultdict
 
 from django.db.models import Prefetch
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chats.models import (
@@ -332,28 +331,6 @@ def transcript(chat: Chat):
         .prefetch_related("media__message")
         .order_by("created_at", "pk")
     )
-
-
-@extend_schema_field({"type": "string", "example": "+15557654321"})
-class PhoneField(serializers.CharField):
-    pass
-
-
-class ApiSmsRequestSerializer(serializers.Serializer):
-    """Documentation of POST /apps/api/v1/sms. The view reads the raw values itself, so that
-    the documented checks run in the documented order with the documented messages."""
-
-    chat_type = serializers.CharField(help_text='"sms" (case-insensitive).')
-    chat_subtype = serializers.CharField(required=False, help_text='"api_initiated" (the default).')
-    end_user_number = PhoneField(help_text="The consumer, in E.164 (+15557654321).")
-    outbound_number = PhoneField(
-        help_text="A verified SMS number of this portal assigned to a queue: its incoming queue (or, for an "
-        "outbound-only number, its first queue) takes the consumer's reply."
-    )
-    message = serializers.CharField(help_text="At most 1,600 characters; long texts go as several segments.")
-    agent_id = serializers.IntegerField(required=False, help_text="An agent to assign the new chat to.")
-    agent_email = serializers.EmailField(required=False, help_text="The same agent by e-mail; not with agent_id.")
-    ticket_id = serializers.CharField(required=False, help_text="A CRM record id (or reference) to link.")
 
 
 class ChatFilterSerializer(serializers.Serializer):

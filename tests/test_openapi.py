@@ -105,6 +105,29 @@ def test_the_outbound_sms_errors_are_all_documented_with_their_exact_messages(se
         assert chat[field].get("description") or chat[field].get("type") or chat[field].get("allOf") or chat[field].get("$ref") or chat[field].get("oneOf"), field
 
 
+def test_the_outbound_sms_request_body_is_the_serializer_that_reads_it(served_schema):
+    """OutboundSmsSerializer both reads the body and describes it: every field, the required ones."""
+    body = served_schema["paths"]["/apps/api/v1/sms/"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    component = served_schema["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+
+    assert schema == {"$ref": "#/components/schemas/OutboundSmsRequest"}
+    assert body["required"] is True
+    assert body["content"]["application/json"]["examples"]["Request"]["value"]["chat_type"] == "sms"
+    assert set(component["properties"]) == {
+        "agent_id", "agent_email", "chat_type", "chat_subtype", "end_user_number", "outbound_number", "message",
+        "ticket_id",
+    }
+    assert set(component["required"]) == {"chat_type", "end_user_number", "outbound_number", "message"}
+    assert component["properties"]["agent_id"]["type"] == "integer"
+    assert component["properties"]["agent_email"] == {
+        "type": "string", "minLength": 1, "format": "email", "description": "The same agent by e-mail; not with agent_id.",
+    }
+    for name in ("chat_type", "chat_subtype", "end_user_number", "outbound_number", "message", "ticket_id"):
+        assert component["properties"][name]["type"] == "string", name
+        assert component["properties"][name]["description"], name
+
+
 @pytest.mark.parametrize("path", ["/apps/api/v1/docs/", "/apps/api/v1/docs", "/apps/api/v1/docs/swagger/"])
 def test_the_docs_page_is_served_without_anything_from_the_internet(client, path):
     response = client.get(path)

@@ -269,6 +269,54 @@ def test_a_non_object_body_is_refused(api):
     assert response.json() == {"error": "The request body must be a JSON object."}
 
 
+@pytest.mark.parametrize(
+    "body, content_type, message",
+    [
+        ("not json{", "application/json", "JSON parse error - Expecting value: line 1 column 1 (char 0)"),
+        ("null", "application/json", "The request body must be a JSON object."),
+        ('"sms"', "application/json", "The request body must be a JSON object."),
+        ("{}", "application/json", "chat_type needs to be provided"),
+        ({}, None, "chat_type needs to be provided"),  # an empty multipart form
+    ],
+    ids=["not_json", "null", "a_string", "an_empty_object", "an_empty_form"],
+)
+def test_a_malformed_body_answers_as_documented_never_with_a_fields_own_message(api, body, content_type, message):
+    headers = {"HTTP_AUTHORIZATION": api.authorization}
+    if content_type:
+        headers["content_type"] = content_type
+    with api.capture(execute=True):
+        response = api.client.post(SMS, body, **headers)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": message}
+
+
+OTHER_TYPES = [
+    ({"chat_type": 5}, "Valid chat_type needs to be provided"),
+    ({"chat_type": ["sms"]}, "Valid chat_type needs to be provided"),
+    ({"chat_subtype": True}, "Valid chat_subtype needs to be provided"),
+    ({"end_user_number": 15557654321}, "end_user_number is invalid"),
+    ({"outbound_number": {"number": PORTAL}}, "outbound_number is invalid"),
+    ({"message": 1234}, "message is required"),
+    ({"agent_email": 5}, None),  # not text: as if not given
+    ({"agent_id": "abc"}, "Outbound SMS failed. Agent is not found."),
+    ({"agent_id": "\u00b2"}, "Outbound SMS failed. Agent is not found."),  # a digit int() does not read
+    ({"ticket_id": 1.5}, "Ticket is not found"),
+    ({"ticket_id": "\u00b2"}, "Ticket is not found"),
+]
+
+
+@pytest.mark.parametrize("changes, message", OTHER_TYPES, ids=[repr(changes) for changes, _ in OTHER_TYPES])
+def test_a_value_of_another_type_gets_its_rows_message_not_a_type_error(api, changes, message):
+    response = api.post(SMS, sms_request(**changes))
+
+    if message is None:
+        assert response.status_code == 200, response.content
+    else:
+        assert response.status_code == 400, response.content
+        assert response.json() == {"error": message}
+
+
 # --- A1: success --------------------------------------------------------------------------------
 
 
