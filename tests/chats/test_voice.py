@@ -12,7 +12,7 @@ from django.core.files.base import ContentFile
 
 from chats.models import Call, CallSource, CallStatus, ChatStatus, WaitTimeSmsStatus
 from chats.calls.voice import twilio_queue_name
-from portal.models import AgentStatus, BlendingMessages, CrmRecord
+from portal.models import BlendingMessages, CrmRecord
 from sms.models import OutboundMessage
 from tests.chats.calls import CALLER, CONSENT, IN_CALL, INCORRECT, SMS_SENT, WAIT_TIME_SMS
 from tests.factories import make_agent
@@ -57,6 +57,15 @@ class TwilioVoice:
 @pytest.fixture
 def twilio(client, django_capture_on_commit_callbacks, blended, auth_token):
     return TwilioVoice(client, django_capture_on_commit_callbacks, call_sid=new_sid("CA"))
+
+
+@pytest.fixture
+def at_the_prompt(twilio, clock):
+    """The call came in and, a minute later, heard the consent prompt: Twilio is gathering the digit."""
+    twilio.incoming()
+    clock.shift(dt.timedelta(seconds=60))
+    twilio.wait()
+    return twilio
 
 
 def verbs(twiml: ET.Element) -> list[str]:
@@ -209,11 +218,7 @@ def test_spanish_callers_hear_the_spanish_prompt(twilio, clock, in_call_settings
     assert say.text == "Para enviarnos detalles por SMS, marque 1." and say.get("language") == "es-US"
 
 
-def test_digit_1_plays_sms_sent_sends_the_sms_and_goes_back_to_waiting(twilio, clock, caller_phone):
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
-
+def test_digit_1_plays_sms_sent_sends_the_sms_and_goes_back_to_waiting(twilio, at_the_prompt, caller_phone):
     twiml = twilio.press("1")
 
     assert verbs(twiml) == ["Say", "Redirect"]
@@ -224,11 +229,7 @@ def test_digit_1_plays_sms_sent_sends_the_sms_and_goes_back_to_waiting(twilio, c
     assert OutboundMessage.objects.get().from_number == IN_CALL
 
 
-def test_digit_2_goes_back_to_waiting_and_is_never_asked_again(twilio, clock):
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
-
+def test_digit_2_goes_back_to_waiting_and_is_never_asked_again(twilio, clock, at_the_prompt):
     twiml = twilio.press("2")
 
     assert verbs(twiml) == ["Redirect"]
@@ -237,11 +238,7 @@ def test_digit_2_goes_back_to_waiting_and_is_never_asked_again(twilio, clock):
     assert verbs(twilio.wait()) == ["Pause", "Redirect"]
 
 
-def test_another_digit_says_so_and_asks_again(twilio, clock):
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
-
+def test_another_digit_says_so_and_asks_again(twilio, at_the_prompt):
     twiml = twilio.press("9")
 
     assert verbs(twiml) == ["Say", "Gather"]
@@ -250,11 +247,7 @@ def test_another_digit_says_so_and_asks_again(twilio, clock):
     assert twilio.call().wait_time_sms_status == WaitTimeSmsStatus.NONE
 
 
-def test_no_digit_is_no_response_and_back_to_waiting(twilio, clock):
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
-
+def test_no_digit_is_no_response_and_back_to_waiting(twilio, at_the_prompt):
     twiml = twilio.press("")
 
     assert verbs(twiml) == ["Redirect"]
@@ -270,12 +263,9 @@ def test_the_wait_url_of_a_call_the_portal_does_not_know_just_holds(twilio):
 # --- the agent takes the call; the call ends ------------------------------------------------------------
 
 
-def test_the_agent_side_connecting_assigns_the_call_and_raises_the_banner(twilio, clock, caller_phone, blended, heard):
-    alice = make_agent("alice", status=AgentStatus.AVAILABLE)
-    blended.agents.add(alice)
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
+def test_the_agent_side_connecting_assigns_the_call_and_raises_the_banner(
+    twilio, alice_agent, at_the_prompt, caller_phone, heard
+):
     twilio.press("1")
     caller_phone.text("The screen says E42")
 
@@ -283,7 +273,7 @@ def test_the_agent_side_connecting_assigns_the_call_and_raises_the_banner(twilio
 
     assert verbs(twiml) == []
     call = twilio.call()
-    assert call.status == CallStatus.ASSIGNED and call.agent == alice
+    assert call.status == CallStatus.ASSIGNED and call.agent == alice_agent
     assert call.chat.status == ChatStatus.ASSIGNED
     banners = [event for _, event in heard if event["type"] == "call.banner"]
     assert len(banners) == 1 and banners[0]["message_count"] == 1
@@ -298,12 +288,9 @@ def test_the_agent_can_be_named_by_id(twilio):
     assert twilio.call().agent == alice
 
 
-def test_a_caller_hanging_up_in_the_queue_abandons_the_call(twilio, clock, caller_phone, operation_settings):
+def test_a_caller_hanging_up_in_the_queue_abandons_the_call(twilio, operation_settings, at_the_prompt, caller_phone):
     operation_settings.abandoned_call_ticket = True
     operation_settings.save()
-    twilio.incoming()
-    clock.shift(dt.timedelta(seconds=60))
-    twilio.wait()
     twilio.press("1")
     caller_phone.text("Here is a photo of the damage")
 
