@@ -210,6 +210,18 @@ def make_opening_hours(queue: Queue, weekday: int, opens_at, closes_at):
     return OpeningHours.objects.create(queue=queue, weekday=weekday, opens_at=opens_at, closes_at=closes_at)
 
 
+def make_office_hours(queue: Queue, time_zone: str = "America/New_York") -> Queue:
+    """The queue opens Monday to Friday, 09:00–17:00 in `time_zone`, and is closed otherwise."""
+    import datetime as dt
+
+    queue.always_open = False
+    queue.time_zone = time_zone
+    queue.save()
+    for weekday in range(5):
+        make_opening_hours(queue, weekday, dt.time(9, 0), dt.time(17, 0))
+    return queue
+
+
 def make_menu_command(word: str, action: str):
     from queues.models import MenuCommand
 

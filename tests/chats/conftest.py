@@ -21,14 +21,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from chats import assignment
+from chats import assignment, services
 from chats.calls import lifecycle
-from chats.models import Call, CallSource, Chat, Message
+from chats.models import Call, CallSource, Chat, ChatStatus, Message
 from portal import presence
 from portal.models import AgentStatus, BlendingMessages, ChatSettings, InCallSmsSettings, OperationSettings
 from sms.models import MessageStatus, NumberUsage, OutboundMessage
 from tests.chats.calls import CALLER, IN_CALL, START
-from tests.factories import link_number, make_agent, make_number, make_queue, make_queue_messages
+from tests.factories import (
+    link_number,
+    make_agent,
+    make_number,
+    make_queue,
+    make_queue_messages,
+    update_chat_settings,
+)
 from tests.webhooks import post_inbound
 
 PORTAL = "+15550100001"
@@ -169,6 +176,33 @@ def make_phone(client, django_capture_on_commit_callbacks, support):
 def transcript(chat: Chat) -> list[tuple[str, str]]:
     """(author, body) of every transcript entry, in order."""
     return list(Message.objects.filter(chat=chat).order_by("created_at", "pk").values_list("author", "body"))
+
+
+def queued_in_billing(phone) -> Chat:
+    """The consumer texts in and picks Billing; their texts so far are read."""
+    phone.text("Hi")
+    phone.text("1")
+    chat = phone.chat()
+    assert chat.status in (ChatStatus.QUEUED, ChatStatus.ASSIGNED) and chat.queue.name == "Billing"
+    phone.new_texts()
+    return chat
+
+
+def assigned_to(phone, agent, go_online, committed) -> Chat:
+    """A Billing chat assigned to `agent`, who wrote; the consumer has answered once."""
+    go_online(agent)
+    chat = queued_in_billing(phone)
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.ASSIGNED
+    committed(services.send_agent_message, agent=agent, chat=chat, body="Hello, how can I help?")
+    phone.new_texts()
+    return chat
+
+
+@pytest.fixture
+def dismissal_on(chat_settings):
+    """Dismissal (S8) switched on globally, after 10 minutes; returns the chat settings."""
+    return update_chat_settings(dismissal_enabled=True, dismissal_minutes=10)
 
 
 # --- calls with wait-time and in-call SMS (SPEC B1–B3; numbers and texts in tests/chats/calls.py) ---

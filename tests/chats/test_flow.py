@@ -35,9 +35,10 @@ from tests.chats.conftest import (
     MENU,
     PORTAL,
     TECH_QUEUED,
+    assigned_to,
     transcript,
 )
-from tests.factories import link_number, make_agent, make_number, make_opening_hours, make_team
+from tests.factories import link_number, make_agent, make_number, make_office_hours, make_team
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 
@@ -504,12 +505,7 @@ def test_a_queue_with_no_hours_sends_the_after_hours_text(phone, support):
     ],
 )
 def test_the_queue_hours_decide_between_queued_and_after_hours(phone, support, local_time, expected_text, after_hours):
-    billing = support.billing
-    billing.always_open = False
-    billing.time_zone = "America/New_York"
-    billing.save()
-    for weekday in range(5):
-        make_opening_hours(billing, weekday, dt.time(9, 0), dt.time(17, 0))
+    make_office_hours(support.billing)  # Monday to Friday, 09:00–17:00 in New York
 
     with time_machine.travel(local_time.replace(tzinfo=NEW_YORK), tick=False):
         phone.text("Hi")
@@ -598,16 +594,9 @@ def test_two_consumers_have_separate_chats_on_the_same_number(make_phone, alice,
 
 
 def test_a_dismissed_chat_goes_back_to_its_queue_when_the_consumer_writes_again(
-    phone, support, alice, bob, go_online, committed, chat_settings
+    phone, support, alice, bob, go_online, committed, dismissal_on
 ):
-    chat_settings.dismissal_enabled = True
-    chat_settings.dismissal_minutes = 10
-    chat_settings.save()
-    go_online(alice)
-    phone.text("Hi")
-    phone.text("1")
-    chat = phone.chat()
-    committed(services.send_agent_message, agent=alice, chat=chat, body="Hello, how can I help?")
+    chat = assigned_to(phone, alice, go_online, committed)
     phone.text("Let me find my invoice")
     chat.refresh_from_db()
     assert chat.deadline_kind == DeadlineKind.DISMISSAL
@@ -625,24 +614,15 @@ def test_a_dismissed_chat_goes_back_to_its_queue_when_the_consumer_writes_again(
 
     chat.refresh_from_db()
     assert chat.status == ChatStatus.ASSIGNED and chat.agent == bob
-    assert phone.new_texts() == [chat_settings.dismissed_chat_auto_response, "Bob from Billing has joined the chat."]
+    assert phone.new_texts() == [dismissal_on.dismissed_chat_auto_response, "Bob from Billing has joined the chat."]
     open_agents = Participant.objects.filter(chat=chat, type=ParticipantType.AGENT, ended_at__isnull=True)
     assert [p.agent for p in open_agents] == [bob]
     assert Participant.objects.get(chat=chat, agent=alice).status == "dismissed"
     assert transcript(chat)[-3][1] == "Found it: INV-42"
 
 
-def test_a_dismissed_chat_waits_in_the_queue_without_its_former_agent(
-    phone, alice, go_online, committed, chat_settings
-):
-    chat_settings.dismissal_enabled = True
-    chat_settings.dismissal_minutes = 10
-    chat_settings.save()
-    go_online(alice)
-    phone.text("Hi")
-    phone.text("1")
-    chat = phone.chat()
-    committed(services.send_agent_message, agent=alice, chat=chat, body="Hello")
+def test_a_dismissed_chat_waits_in_the_queue_without_its_former_agent(phone, alice, go_online, committed, dismissal_on):
+    chat = assigned_to(phone, alice, go_online, committed)
     phone.text("One moment")
 
     with time_machine.travel(timezone.now() + dt.timedelta(minutes=11)):

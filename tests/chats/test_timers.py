@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from chats import api_sms, deadlines, services, states, sweepers, timers
+from chats import api_sms, deadlines, services, sweepers, timers
 from chats.models import (
     Author,
     Chat,
@@ -34,10 +34,11 @@ from queues.hours import hours_period
 from queues.models import QueueMessages
 from sms import tasks as sms_tasks
 from sms.models import MessageStatus, NumberDirection, NumberRole, OutboundMessage
-from tests.chats.conftest import AFTER_HOURS, BILLING_QUEUED, CONSUMER, OUTBOUND
+from tests.chats.conftest import AFTER_HOURS, BILLING_QUEUED, CONSUMER, OUTBOUND, assigned_to, queued_in_billing
 from tests.factories import (
     link_number,
     make_number,
+    make_office_hours,
     make_opening_hours,
     make_queue,
     make_queued_chats,
@@ -69,24 +70,22 @@ def sweep(committed):
     return lambda: committed(timers.sweep)
 
 
-def queued_in_billing(phone) -> Chat:
-    phone.text("Hi")
-    phone.text("1")
-    chat = phone.chat()
-    assert chat.status in (ChatStatus.QUEUED, ChatStatus.ASSIGNED) and chat.queue.name == "Billing"
-    phone.new_texts()
-    return chat
+def fires_after(clock, sweep, delay: dt.timedelta) -> None:
+    """The deadline fires when `delay` has passed and not a second before: moved on by `delay` less
+    a second, the sweeper finds nothing due; one second later, it acts on one chat."""
+    clock.shift(delay - SECOND)
+    assert sweep() == 0
+    clock.shift(SECOND)
+    assert sweep() == 1
 
 
-def assigned_to(phone, agent, go_online, committed) -> Chat:
-    """A Billing chat assigned to `agent`, who wrote; the consumer has answered once."""
-    go_online(agent)
-    chat = queued_in_billing(phone)
-    chat.refresh_from_db()
-    assert chat.status == ChatStatus.ASSIGNED
-    committed(services.send_agent_message, agent=agent, chat=chat, body="Hello, how can I help?")
-    phone.new_texts()
-    return chat
+def queued_with_deadlines(queue, number, count: int) -> list[Chat]:
+    """`count` chats waiting in `queue` (one bulk insert), each given its unanswered deadline."""
+    chats = make_queued_chats(queue, number, count)
+    for chat in chats:
+        deadlines.recompute_deadline(chat)
+        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    return chats
 
 
 def finished(chat: Chat, reason: str) -> bool:
@@ -142,10 +141,7 @@ def test_the_queue_override_of_the_selecting_expiration_beats_the_global_value(p
     phone.text("Hi")
     chat = phone.chat()
 
-    clock.shift(minutes(3) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(3))
     assert finished(chat, FinishReason.EXPIRED_SELECTING)
 
 
@@ -157,10 +153,7 @@ def test_an_unanswered_chat_expires_at_the_unanswered_minute(phone, clock, sweep
     assert chat.deadline_kind == DeadlineKind.UNANSWERED
     assert chat_settings.unanswered_expiration_minutes == 60
 
-    clock.shift(minutes(60) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(60))
 
     assert finished(chat, FinishReason.EXPIRED_UNANSWERED)
     assert phone.new_texts() == [EXPIRED]
@@ -171,10 +164,7 @@ def test_the_queue_override_of_the_unanswered_expiration_beats_the_global_value(
     support.billing.save()
     chat = queued_in_billing(phone)
 
-    clock.shift(minutes(5) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(5))
     assert finished(chat, FinishReason.EXPIRED_UNANSWERED)
 
 
@@ -218,13 +208,7 @@ def test_the_expired_text_is_in_the_transcript_and_the_next_text_starts_a_new_ch
 @pytest.fixture
 def office_hours(support):
     """Billing opens Monday to Friday, 09:00–17:00 in New York."""
-    billing = support.billing
-    billing.always_open = False
-    billing.time_zone = "America/New_York"
-    billing.save()
-    for weekday in range(5):
-        make_opening_hours(billing, weekday, dt.time(9, 0), dt.time(17, 0))
-    return billing
+    return make_office_hours(support.billing)
 
 
 def test_a_chat_queued_after_hours_expires_at_the_after_hours_minute(phone, office_hours, clock, sweep):
@@ -238,10 +222,7 @@ def test_a_chat_queued_after_hours_expires_at_the_after_hours_minute(phone, offi
     assert chat.queued_after_hours is True
     assert chat.deadline_kind == DeadlineKind.UNANSWERED_AFTER_HOURS
 
-    clock.shift(minutes(120) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(120))
     assert finished(chat, FinishReason.EXPIRED_UNANSWERED)
     assert phone.new_texts() == [EXPIRED]
 
@@ -266,10 +247,7 @@ def test_a_chat_waiting_overnight_gets_the_in_hours_timer_when_the_queue_opens(p
     assert chat.deadline_kind == DeadlineKind.UNANSWERED
     assert chat.deadline_at == opening + minutes(60)
 
-    clock.shift(minutes(60) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(60))
     assert finished(chat, FinishReason.EXPIRED_UNANSWERED)
 
 
@@ -355,10 +333,7 @@ def test_the_chat_timeout_ends_a_chat_the_consumer_stopped_answering(
     assert chat.deadline_kind == DeadlineKind.CHAT_TIMEOUT
     assert chat.deadline_at == chat.assigned_at + minutes(30)
 
-    clock.shift(minutes(30) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(30))
 
     assert finished(chat, FinishReason.TIMEOUT_END_USER)
     assert phone.new_texts() == [EXPIRED]
@@ -419,10 +394,7 @@ def test_an_inactive_outbound_chat_ends_at_the_outbound_inactivity_minute(
     chat.refresh_from_db()
     assert chat.deadline_kind == DeadlineKind.OUTBOUND_INACTIVE
 
-    clock.shift(minutes(15) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(15))
     assert finished(chat, FinishReason.TIMEOUT_OUTBOUND)
 
 
@@ -446,11 +418,6 @@ def test_agent_activity_pushes_the_outbound_inactivity_back(support, alice, outb
 # --- dismissal (S8) ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dismissal_on(chat_settings):
-    return update_chat_settings(dismissal_enabled=True, dismissal_minutes=10)
-
-
 def test_an_idle_chat_is_dismissed_at_its_minute_and_comes_back_on_the_consumers_reply(
     phone, alice, bob, go_online, committed, clock, sweep, dismissal_on
 ):
@@ -459,10 +426,7 @@ def test_an_idle_chat_is_dismissed_at_its_minute_and_comes_back_on_the_consumers
     chat.refresh_from_db()
     assert chat.deadline_kind == DeadlineKind.DISMISSAL
 
-    clock.shift(minutes(10) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(10))
 
     chat.refresh_from_db()
     assert chat.status == ChatStatus.DISMISSED
@@ -510,10 +474,7 @@ def test_a_dismissed_chat_still_expires_by_the_chat_timeout(
     assert chat.status == ChatStatus.DISMISSED
     assert chat.deadline_kind == DeadlineKind.CHAT_TIMEOUT
 
-    clock.shift(minutes(30) - SECOND)  # 40 minutes after the consumer's last text, less a second
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(30))  # 40 minutes after the consumer's last text
     assert finished(chat, FinishReason.TIMEOUT_END_USER)
 
 
@@ -536,10 +497,7 @@ def test_the_queue_override_of_the_dismissal_timer_beats_the_global_value(
     chat = assigned_to(phone, alice, go_online, committed)
     phone.text("ok")
 
-    clock.shift(minutes(3) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(3))
     chat.refresh_from_db()
     assert chat.status == ChatStatus.DISMISSED
 
@@ -605,10 +563,7 @@ def test_a_chat_acted_on_once_is_not_acted_on_again(phone, clock, sweep):
 
 
 def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkeypatch):
-    chats = make_queued_chats(support.billing, support.number, 3)
-    for chat in chats:
-        deadlines.recompute_deadline(chat)
-        chat.save()
+    chats = queued_with_deadlines(support.billing, support.number, 3)
     broken = chats[1].pk
     real_transition_many = services.transition_many
 
@@ -634,9 +589,7 @@ def test_one_failing_chat_does_not_stop_the_others(support, clock, sweep, monkey
 
 def test_more_due_chats_than_one_batch_are_all_expired(support, clock, sweep):
     count = timers.SWEEP_BATCH * 2 + 7
-    for chat in make_queued_chats(support.billing, support.number, count):
-        deadlines.recompute_deadline(chat)
-        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    queued_with_deadlines(support.billing, support.number, count)
     clock.shift(minutes(60 + count))
 
     assert sweep() == count
@@ -655,9 +608,7 @@ MAX_SWEEP_QUERIES = 23
 def test_expiring_a_batch_costs_the_same_queries_for_one_chat_or_a_full_batch(
     support, clock, count, django_assert_max_num_queries
 ):
-    for chat in make_queued_chats(support.billing, support.number, count):
-        deadlines.recompute_deadline(chat)
-        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    queued_with_deadlines(support.billing, support.number, count)
     clock.shift(minutes(60 + count))
 
     with django_assert_max_num_queries(MAX_SWEEP_QUERIES):
@@ -671,10 +622,7 @@ def test_expiring_a_batch_costs_the_same_queries_for_one_chat_or_a_full_batch(
 def test_every_expiry_is_announced_to_the_browser_and_the_event_webhooks(support, clock, sweep, settings):
     """What a browser in each chat's group, Billing's agents and a supervisor hear, and what an
     event webhook subscriber receives, when the sweeper expires a batch."""
-    chats = make_queued_chats(support.billing, support.number, 3)
-    for chat in chats:
-        deadlines.recompute_deadline(chat)
-        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    chats = queued_with_deadlines(support.billing, support.number, 3)
     queue = f"queue.{support.billing.pk}"
     listener = GroupListener(fresh_channel_layer(settings), [*(f"chat.{chat.pk}" for chat in chats), queue, "supervisors"])
     clock.shift(minutes(60 + 3))
@@ -749,10 +697,7 @@ def test_an_api_chat_whose_text_went_out_at_once_expires_counted_from_creation(p
     chat.refresh_from_db()
     assert (chat.deadline_kind, chat.deadline_at) == (DeadlineKind.SELECTING, chat.created_at + minutes(30))
 
-    clock.shift(minutes(30) - SECOND)
-    assert sweep() == 0
-    clock.shift(SECOND)
-    assert sweep() == 1
+    fires_after(clock, sweep, minutes(30))
     assert finished(chat, FinishReason.EXPIRED_SELECTING)
 
 
@@ -796,10 +741,7 @@ def test_three_sweeps_at_once_act_on_each_chat_once():
     link_number(queue, number)
     QueueMessages.objects.create(queue=queue, language="en")
     count = timers.SWEEP_BATCH * 4
-    chats = make_queued_chats(queue, number, count)
-    for chat in chats:
-        deadlines.recompute_deadline(chat)
-        chat.save(update_fields=["deadline_at", "deadline_kind"])
+    queued_with_deadlines(queue, number, count)
     later = timezone.now() + minutes(60 + count)
 
     barrier = threading.Barrier(3)
