@@ -53,7 +53,7 @@ def _transcript_line(line: dict) -> str:
 def choose_chat_contact(*, chat: Chat, contact=None, new_name: str = "") -> None:
     """The agent picks one of several CRM contacts sharing the number, or creates a new one."""
     with transaction.atomic():
-        chat = Chat.objects.select_for_update(of=("self",)).get(pk=chat.pk)
+        chat = Chat.objects.select_for_update(of=("self",)).select_related("portal_number", "queue").get(pk=chat.pk)
         if chat.crm_record is None:
             open_crm_record(chat)
         crm.choose_contact(record=chat.crm_record, contact=contact, new_name=new_name)

@@ -2,14 +2,16 @@
 
 Groups: agent.<id>, queue.<id>, chat.<id>, supervisors. Each event is a JSON-able dict with a
 `type`: chat.offered, chat.updated, queue.chat (queue.chats when several of one flush are merged),
-message.created, message.status, call.updated,
-call.banner, call.message. A chat's events carry its `version` (states.py counts it): of two
-events about one chat, the higher version is the newer, whatever order they arrive in.
+message.created, message.status, call.updated, call.banner, call.message. chat.offered and
+chat.updated carry the chat in the agent API's shape (`chat_payload`). A chat's events carry its
+`version` (states.py counts it): of two events about one chat, the higher version is the newer,
+whatever order they arrive in.
 
 No stats event: the page fetches Your Stats vs Team Average after each of its chats ends and every
 minute; a push would have to reach the whole team at every chat's end (the team average moves)."""
 from __future__ import annotations
 
+from chats.serializers import ChatSerializer
 from portal import realtime
 from portal.realtime import as_json, publish_on_commit
 
@@ -30,24 +32,17 @@ SUPERVISORS = "supervisors"
 
 
 def chat_payload(chat) -> dict:
-    return {
-        "id": chat.pk,
-        "status": chat.status,
-        "queue_id": chat.queue_id,
-        "agent_id": chat.agent_id,
-        "chat_type": chat.chat_type,
-        "start_type": chat.start_type,
-        "language": chat.language,
-        "consumer_number": chat.consumer_number,
-        "portal_number_id": chat.portal_number_id,
-        "created_at": chat.created_at,
-        "queued_at": chat.queued_at,
-        "assigned_at": chat.assigned_at,
-        "ends_at": chat.ends_at,
-        "finish_reason": chat.finish_reason,
-        "crm_needs_choice": chat.crm_needs_choice,
-        "version": chat.version,
-    }
+    """The chat as the agent API answers it (`chats.serializers.ChatSerializer`: the same keys, the
+    same values, times in ISO 8601), with the full consumer number: each socket masks it for its
+    agent (chats.consumers). Its queue's name and portal number come from the rows loaded with the
+    chat, else are read once per `cached_singletons()` block (a request, a batch), not per chat."""
+    return _CHAT_SHAPE.to_representation(chat)  # what ChatSerializer(chat).data holds
+
+
+# One instance for every chat pushed: a serializer builds its fields from the model the first time
+# it is used, some 15 times the cost of a chat's values (a sweeper batch pushes a hundred chats).
+# Its fields keep no state between chats, so threads share it.
+_CHAT_SHAPE = ChatSerializer()
 
 
 def message_payload(message) -> dict:

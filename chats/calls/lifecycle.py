@@ -130,7 +130,11 @@ def assign_call(*, call_sid: str, agent: AgentProfile) -> Call:
         if call.chat_id is not None:
             # The SMS side's own row lock, as every move of a chat takes (the caller may be texting
             # STOP to it right now); after the call's, in the order call_ended takes them.
-            call.chat = Chat.objects.select_for_update(of=("self",)).get(pk=call.chat_id)
+            call.chat = (
+                Chat.objects.select_for_update(of=("self",))
+                .select_related("portal_number", "queue")
+                .get(pk=call.chat_id)
+            )
         if call.chat is not None and call.chat.is_active:
             sms_side.connect_sms_side(call.chat, call)
             received = sms_side.consumer_messages(call.chat).count()

@@ -485,6 +485,67 @@ async def test_a_reloaded_page_is_still_told_when_its_offer_is_taken(alice, bob,
         await bob_socket.disconnect()
 
 
+# --- one shape: the socket's chat is the agent API's (DESIGN rule 12) -------------------------------
+
+# What the agent API adds to a chat for the agent reading it: not part of the chat itself.
+PER_AGENT_FIELDS = {"unread", "last_message", "last_message_id"}
+
+
+@database_sync_to_async
+def agent_state(username: str) -> dict:
+    client = Client()
+    assert client.login(username=username, password="demo")
+    response = client.get("/apps/api/v1/agent/state")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _without_per_agent_fields(chat: dict) -> dict:
+    assert PER_AGENT_FIELDS <= set(chat)
+    return {key: value for key, value in chat.items() if key not in PER_AGENT_FIELDS}
+
+
+async def test_the_chat_a_socket_hears_is_the_chat_the_agent_api_answers(alice, support):
+    """chat.updated carries the chat as GET …/agent/state lists it: the same keys and the same
+    values (the number masked alike, times in ISO 8601), but for the agent's unread count and last
+    message."""
+    communicator = await open_agent_socket("alice")
+    try:
+        chat = await start_assigned_chat()
+        updates = [e for e in of_chat(await drain(communicator), chat.pk) if e["type"] == "chat.updated"]
+        heard = updates[-1]["chat"]
+        state = await agent_state("alice")
+    finally:
+        await communicator.disconnect()
+
+    [answered] = [c for c in state["chats"] if c["id"] == chat.pk]
+    assert heard == _without_per_agent_fields(answered)
+    assert heard["status"] == "assigned" and heard["version"] == chat.version
+    assert (heard["portal_number"], heard["queue_name"], heard["queue_id"]) == (PORTAL, "Billing", support.billing.pk)
+    assert heard["consumer_number"] == "+1••••••4321"
+    assert heard["assigned_at"] == chat.assigned_at.isoformat().replace("+00:00", "Z")
+    assert "portal_number_id" not in heard
+
+
+async def test_an_offer_carries_the_chat_the_agent_api_lists_as_an_offer(alice, support):
+    from queues.models import AnswerType, Queue
+
+    await database_sync_to_async(Queue.objects.filter(pk=support.billing.pk).update)(answer_type=AnswerType.MANUAL)
+    communicator = await open_agent_socket("alice")
+    try:
+        assert await consumer_texts("Hello") == "menu"
+        assert await consumer_texts("1") == "queued"
+        chat = await consumer_chat()
+        [offer] = [e for e in await drain(communicator) if e["type"] == "chat.offered"]
+        state = await agent_state("alice")
+    finally:
+        await communicator.disconnect()
+
+    [answered] = [c for c in state["offers"] if c["id"] == chat.pk]
+    assert offer["chat"] == _without_per_agent_fields(answered)
+    assert (offer["chat"]["status"], offer["chat"]["queue_name"]) == ("queued", "Billing")
+
+
 # --- masking (SPEC C1) ------------------------------------------------------------------------------
 
 

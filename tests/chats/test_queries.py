@@ -10,7 +10,7 @@ depend on the broker: django-q2's ORM broker adds one INSERT per trip, Redis non
 import pytest
 
 from chats import intake, services
-from chats.models import ChatStatus, Message
+from chats.models import Chat, ChatStatus, Message
 from sms.models import InboundMessage, InboundState, MessageStatus, OutboundMessage
 from sms.send_queue import SEND_MANY, SEND_ONE
 from tests.chats.conftest import CONSUMER, GREETING, MENU, PORTAL
@@ -215,6 +215,20 @@ def test_an_agent_reply_costs_a_bounded_number_of_queries(
         services.send_agent_message(agent=alice, chat=assigned_chat, body="Let me check that for you.")
 
     assert assigned_chat.messages.filter(author="agent").count() == 1
+
+
+def test_pushed_chats_read_their_queue_and_number_once_per_block(assigned_chat, django_assert_num_queries):
+    """A chat.updated carries the queue's name and the portal number: a chat loaded without them
+    (most code paths select_related them) reads each once per unit of work, not once per chat."""
+    from chats.events import chat_payload
+    from portal.singletons import cached_singletons
+
+    copies = [Chat.objects.get(pk=assigned_chat.pk) for _ in range(5)]  # queue and number not loaded
+
+    with cached_singletons(), django_assert_num_queries(2):
+        payloads = [chat_payload(chat) for chat in copies]
+
+    assert {(p["queue_name"], p["portal_number"]) for p in payloads} == {("Billing", PORTAL)}
 
 
 def test_a_settings_change_applies_to_the_next_text(phone, chat_settings, make_phone):
