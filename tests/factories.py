@@ -134,6 +134,16 @@ def admin_form_data(response) -> dict[str, list[str] | str]:
     return dict(parser.data)
 
 
+def admin_page_data(client, url: str, **fields) -> dict[str, list[str] | str]:
+    """Open the admin add/change page at `url` (it must answer 200) and return what submitting it
+    would POST, with `fields` changed as the admin would type them."""
+    response = client.get(url)
+    assert response.status_code == 200
+    data = admin_form_data(response)
+    data.update(fields)
+    return data
+
+
 def inline_prefix(response, model) -> str:
     """The form prefix of the inline editing `model` on the admin page in `response`."""
     for inline in response.context["inline_admin_formsets"]:

@@ -8,39 +8,24 @@ from django.urls import reverse
 from portal.keywords import PROTECTED_WORDS
 from portal.models import ChatSettings
 from queues.models import MenuAction, MenuCommand, Queue
-from tests.factories import admin_form_data, make_queue, page_text
-
-QUEUE_ADD = "admin:queues_queue_add"
-COMMAND_ADD = "admin:queues_menucommand_add"
+from tests.factories import admin_page_data, make_queue, page_text
 
 
-def queue_add_data(admin_client, **fields):
-    response = admin_client.get(reverse(QUEUE_ADD))
-    assert response.status_code == 200
-    data = admin_form_data(response)
-    data.update(fields)
-    return data
+def submit(admin_client, url: str, **fields):
+    """Submit the admin page at `url` with `fields` changed, as the admin would."""
+    return admin_client.post(url, admin_page_data(admin_client, url, **fields))
 
 
-def queue_change_data(admin_client, queue, **fields):
-    response = admin_client.get(reverse("admin:queues_queue_change", args=[queue.pk]))
-    assert response.status_code == 200
-    data = admin_form_data(response)
-    data.update(fields)
-    return data
+def post_queue_add(admin_client, **fields):
+    return submit(admin_client, reverse("admin:queues_queue_add"), **fields)
 
 
 def post_queue_change(admin_client, queue, **fields):
-    data = queue_change_data(admin_client, queue, **fields)
-    return admin_client.post(reverse("admin:queues_queue_change", args=[queue.pk]), data)
+    return submit(admin_client, reverse("admin:queues_queue_change", args=[queue.pk]), **fields)
 
 
 def post_command(admin_client, word, action=MenuAction.BACK):
-    response = admin_client.get(reverse(COMMAND_ADD))
-    assert response.status_code == 200
-    data = admin_form_data(response)
-    data.update(word=word, action=action)
-    return admin_client.post(reverse(COMMAND_ADD), data)
+    return submit(admin_client, reverse("admin:queues_menucommand_add"), word=word, action=action)
 
 
 # --- BACK/EXIT command words ----------------------------------------------------------------
@@ -113,30 +98,28 @@ def test_a_command_word_is_unique_whatever_its_case(admin_client):
 # --- Menu keywords ----------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("keywords, protected", [("STOP", "STOP"), ("billing, help", "HELP"), ("Yes", "YES")])
-def test_a_menu_keyword_equal_to_a_protected_word_is_refused(admin_client, keywords, protected):
-    # Given the add page of a queue
-    data = queue_add_data(admin_client, name="Billing", menu_keywords=keywords)
+PROTECTED = "{} is a protected SMS command and cannot be a menu keyword."
+COMMAND_WORD = "{} is already a BACK/EXIT command word and cannot be a menu keyword."
 
-    # When the admin saves it with a protected word among its keywords
-    response = admin_client.post(reverse(QUEUE_ADD), data)
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "keywords, message",
+    [
+        ("STOP", PROTECTED.format("STOP")),
+        ("billing, help", PROTECTED.format("HELP")),
+        ("Yes", PROTECTED.format("YES")),
+        ("back", COMMAND_WORD.format("BACK")),
+        ("BILLING, Exit", COMMAND_WORD.format("EXIT")),
+    ],
+)
+def test_a_menu_keyword_equal_to_a_protected_word_or_a_back_or_exit_word_is_refused(admin_client, keywords, message):
+    # When the admin saves a new queue with a protected word or a BACK/EXIT word among its keywords
+    response = post_queue_add(admin_client, name="Billing", menu_keywords=keywords)
 
     # Then it is refused and no queue is created
     assert response.status_code == 200
-    assert f"{protected} is a protected SMS command and cannot be a menu keyword." in page_text(response)
-    assert not Queue.objects.exists()
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("keywords, word", [("back", "BACK"), ("BILLING, Exit", "EXIT")])
-def test_a_menu_keyword_equal_to_a_back_or_exit_word_is_refused(admin_client, keywords, word):
-    data = queue_add_data(admin_client, name="Billing", menu_keywords=keywords)
-
-    response = admin_client.post(reverse(QUEUE_ADD), data)
-
-    assert response.status_code == 200
-    assert f"{word} is already a BACK/EXIT command word and cannot be a menu keyword." in page_text(response)
+    assert message in page_text(response)
     assert not Queue.objects.exists()
 
 
@@ -146,8 +129,7 @@ def test_a_menu_keyword_equal_to_a_custom_command_word_is_refused(admin_client):
     assert post_command(admin_client, "menu").status_code == 302
 
     # When a queue uses it as a keyword
-    data = queue_add_data(admin_client, name="Billing", menu_keywords="Menu")
-    response = admin_client.post(reverse(QUEUE_ADD), data)
+    response = post_queue_add(admin_client, name="Billing", menu_keywords="Menu")
 
     # Then it is refused
     assert response.status_code == 200
@@ -156,9 +138,7 @@ def test_a_menu_keyword_equal_to_a_custom_command_word_is_refused(admin_client):
 
 @pytest.mark.django_db
 def test_menu_keywords_are_saved_normalised(admin_client):
-    data = queue_add_data(admin_client, name="Billing", menu_keywords=" billing ,invoice,, Billing ")
-
-    response = admin_client.post(reverse(QUEUE_ADD), data)
+    response = post_queue_add(admin_client, name="Billing", menu_keywords=" billing ,invoice,, Billing ")
 
     assert response.status_code == 302
     billing = Queue.objects.get(name="Billing")
