@@ -10,6 +10,7 @@ from sms.numbers import is_us_number, mask_number, validate_portal_number
 from tests.factories import (
     add_inline_row,
     admin_form_data,
+    admin_page_data,
     inline_prefix,
     link_number,
     make_number,
@@ -20,25 +21,39 @@ from tests.factories import (
 FORMAT_ERROR = "Enter the number in E.164 form, with + and the country code"
 
 
-def number_add_data(admin_client, **fields):
-    response = admin_client.get(reverse("admin:sms_phonenumber_add"))
-    assert response.status_code == 200
-    data = admin_form_data(response)
-    data.update(fields)
-    return data
+def post_number_add(admin_client, **fields):
+    """Submit the add page of a phone number with `fields` filled in."""
+    url = reverse("admin:sms_phonenumber_add")
+    return admin_client.post(url, admin_page_data(admin_client, url, **fields))
 
 
-def queue_change_page(admin_client, queue):
-    response = admin_client.get(reverse("admin:queues_queue_change", args=[queue.pk]))
-    assert response.status_code == 200
-    return response
+def post_number_change(admin_client, number, **fields):
+    """Submit the number's admin page with `fields` changed."""
+    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
+    return admin_client.post(url, admin_page_data(admin_client, url, **fields))
+
+
+def post_with_queue_links(admin_client, url, *rows: dict):
+    """Submit the admin page at `url` with one more row in its QueueNumber inline per dict of
+    fields in `rows` (the numbers inline of a queue's page, the queues inline of a number's)."""
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    data, prefix = admin_form_data(page), inline_prefix(page, QueueNumber)
+    for fields in rows:
+        add_inline_row(data, prefix, **fields)
+    return admin_client.post(url, data)
 
 
 def post_queue_with_number(admin_client, queue, number, role):
     """Submit the queue's admin page with one more row in its numbers inline."""
-    page = queue_change_page(admin_client, queue)
-    data = add_inline_row(admin_form_data(page), inline_prefix(page, QueueNumber), number=number.pk, role=role)
-    return admin_client.post(reverse("admin:queues_queue_change", args=[queue.pk]), data)
+    url = reverse("admin:queues_queue_change", args=[queue.pk])
+    return post_with_queue_links(admin_client, url, {"number": number.pk, "role": role})
+
+
+def post_number_with_queues(admin_client, number, *links):
+    """Submit the number's admin page with one more row in its queues inline per (queue, role)."""
+    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
+    return post_with_queue_links(admin_client, url, *({"queue": queue.pk, "role": role} for queue, role in links))
 
 
 # --- Number format ---------------------------------------------------------------------------
@@ -47,11 +62,8 @@ def post_queue_with_number(admin_client, queue, number, role):
 @pytest.mark.django_db
 @pytest.mark.parametrize("value", ["5551234", "+1555", "1234567", "15551234567", "+0123456789", "1234"])
 def test_admin_refuses_a_number_that_is_neither_e164_nor_a_short_code(admin_client, value):
-    # Given the add page of a phone number
-    data = number_add_data(admin_client, number=value)
-
-    # When the admin saves a malformed number
-    response = admin_client.post(reverse("admin:sms_phonenumber_add"), data)
+    # When the admin saves a malformed number on the add page of a phone number
+    response = post_number_add(admin_client, number=value)
 
     # Then the page comes back with a readable error and nothing is saved
     assert response.status_code == 200
@@ -62,11 +74,8 @@ def test_admin_refuses_a_number_that_is_neither_e164_nor_a_short_code(admin_clie
 @pytest.mark.django_db
 @pytest.mark.parametrize("value", ["12345", "123456", "+15551234567", "+447911123456"])
 def test_admin_saves_an_e164_number_or_a_five_or_six_digit_short_code(admin_client, value):
-    # Given the add page of a phone number
-    data = number_add_data(admin_client, number=value, label="Line")
-
-    # When the admin saves a well-formed number
-    response = admin_client.post(reverse("admin:sms_phonenumber_add"), data)
+    # When the admin saves a well-formed number on the add page of a phone number
+    response = post_number_add(admin_client, number=value, label="Line")
 
     # Then it is stored, unverified until the Verify action runs
     assert response.status_code == 302
@@ -131,69 +140,38 @@ def test_one_queue_may_have_several_incoming_numbers(admin_client):
     assert support.number_links.filter(role=NumberRole.INCOMING).count() == 2
 
 
+UNVERIFIED = "+15550000001 is not verified yet. Run the Verify action on it first."
+IN_CALL_SMS = "+15550000001 is an in-call SMS number and cannot be used for SMS chat."
+OUTBOUND_ONLY = "+15550000001 is outbound only and cannot be an incoming number."
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("role", [NumberRole.INCOMING, NumberRole.OUTBOUND])
-def test_an_unverified_number_cannot_be_assigned_to_a_queue(admin_client, role):
-    # Given a number the Verify action has not confirmed
-    number = make_number("+15550000001", verified=False)
+@pytest.mark.parametrize(
+    "number_fields, role, message",
+    [
+        # A number the Verify action has not confirmed: the page asks to verify it first.
+        pytest.param({"verified": False}, NumberRole.INCOMING, UNVERIFIED, id="unverified-incoming"),
+        pytest.param({"verified": False}, NumberRole.OUTBOUND, UNVERIFIED, id="unverified-outbound"),
+        # A verified number set aside for in-call SMS cannot be used for SMS chat at all.
+        pytest.param({"usage": NumberUsage.IN_CALL}, NumberRole.INCOMING, IN_CALL_SMS, id="in-call-sms-incoming"),
+        pytest.param({"usage": NumberUsage.IN_CALL}, NumberRole.OUTBOUND, IN_CALL_SMS, id="in-call-sms-outbound"),
+        # A verified outbound-only number cannot be an incoming number.
+        pytest.param(
+            {"direction": NumberDirection.OUTBOUND_ONLY}, NumberRole.INCOMING, OUTBOUND_ONLY, id="outbound-only-incoming"
+        ),
+    ],
+)
+def test_the_queue_page_refuses_a_number_unfit_for_the_role(admin_client, number_fields, role, message):
+    # Given such a number and an SMS chat queue
+    number = make_number("+15550000001", **number_fields)
     support = make_queue("Support")
 
-    # When the admin assigns it to a queue
+    # When the admin assigns it to the queue in that role
     response = post_queue_with_number(admin_client, support, number, role)
 
-    # Then the page asks to verify it first, and nothing is saved
+    # Then it is refused with a readable reason, and nothing is saved
     assert response.status_code == 200
-    assert "+15550000001 is not verified yet. Run the Verify action on it first." in page_text(response)
-    assert not QueueNumber.objects.exists()
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("role", [NumberRole.INCOMING, NumberRole.OUTBOUND])
-def test_an_in_call_sms_number_cannot_be_used_for_sms_chat(admin_client, role):
-    # Given a verified number set aside for in-call SMS
-    number = make_number("+15550000001", usage=NumberUsage.IN_CALL)
-    support = make_queue("Support")
-
-    # When the admin assigns it to an SMS chat queue
-    response = post_queue_with_number(admin_client, support, number, role)
-
-    # Then it is refused with a readable reason
-    assert response.status_code == 200
-    assert "+15550000001 is an in-call SMS number and cannot be used for SMS chat." in page_text(response)
-    assert not QueueNumber.objects.exists()
-
-
-@pytest.mark.django_db
-def test_a_number_assigned_to_queues_cannot_be_switched_to_in_call_sms(admin_client):
-    # Given a number in use by an SMS chat queue
-    number = make_number("+15550000001")
-    link_number(make_queue("Support"), number, NumberRole.OUTBOUND)
-    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
-    data = admin_form_data(admin_client.get(url))
-
-    # When the admin changes its usage to in-call SMS
-    data["usage"] = NumberUsage.IN_CALL
-    response = admin_client.post(url, data)
-
-    # Then it is refused and the number keeps its usage
-    assert response.status_code == 200
-    assert "remove it from them before using it for in-call SMS" in page_text(response)
-    number.refresh_from_db()
-    assert number.usage == NumberUsage.SMS_CHAT
-
-
-@pytest.mark.django_db
-def test_an_outbound_only_number_cannot_be_an_incoming_number(admin_client):
-    # Given a verified outbound-only number
-    number = make_number("+15550000001", direction=NumberDirection.OUTBOUND_ONLY)
-    support = make_queue("Support")
-
-    # When the admin makes it the incoming number of a queue
-    response = post_queue_with_number(admin_client, support, number, NumberRole.INCOMING)
-
-    # Then it is refused
-    assert response.status_code == 200
-    assert "+15550000001 is outbound only and cannot be an incoming number." in page_text(response)
+    assert message in page_text(response)
     assert not QueueNumber.objects.exists()
 
 
@@ -209,24 +187,42 @@ def test_an_outbound_only_number_can_be_an_outbound_number(admin_client):
 
 
 @pytest.mark.django_db
-def test_an_incoming_number_cannot_be_switched_to_outbound_only(admin_client):
-    # Given the incoming number of Support
+@pytest.mark.parametrize(
+    "role, field, value, message, kept",
+    [
+        # An SMS chat queue's number cannot become an in-call SMS number.
+        pytest.param(
+            NumberRole.OUTBOUND,
+            "usage",
+            NumberUsage.IN_CALL,
+            "remove it from them before using it for in-call SMS",
+            NumberUsage.SMS_CHAT,
+            id="to-in-call-sms",
+        ),
+        # A queue's incoming number cannot become outbound only; the message names the queue.
+        pytest.param(
+            NumberRole.INCOMING,
+            "direction",
+            NumberDirection.OUTBOUND_ONLY,
+            "This number is the incoming number of queue Support; it cannot be outbound only.",
+            NumberDirection.INCOMING,
+            id="to-outbound-only",
+        ),
+    ],
+)
+def test_the_number_page_refuses_a_change_its_queue_assignment_forbids(admin_client, role, field, value, message, kept):
+    # Given a number in use by the queue Support
     number = make_number("+15550000001")
-    link_number(make_queue("Support"), number, NumberRole.INCOMING)
-    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
-    data = admin_form_data(admin_client.get(url))
+    link_number(make_queue("Support"), number, role)
 
-    # When the admin makes it outbound only
-    data["direction"] = NumberDirection.OUTBOUND_ONLY
-    response = admin_client.post(url, data)
+    # When the admin changes its usage or direction on its own page
+    response = post_number_change(admin_client, number, **{field: value})
 
-    # Then it is refused, naming the queue
+    # Then it is refused and the number keeps what it had
     assert response.status_code == 200
-    assert "This number is the incoming number of queue Support; it cannot be outbound only." in page_text(
-        response
-    )
+    assert message in page_text(response)
     number.refresh_from_db()
-    assert number.direction == NumberDirection.INCOMING
+    assert getattr(number, field) == kept
 
 
 @pytest.mark.django_db
@@ -234,18 +230,13 @@ def test_the_number_page_refuses_an_incoming_assignment_of_an_outbound_only_numb
     # Given an outbound-only number's own admin page, with its "queues using this number" inline
     number = make_number("+15550000001", direction=NumberDirection.OUTBOUND_ONLY)
     support = make_queue("Support")
-    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
-    page = admin_client.get(url)
-    data = add_inline_row(
-        admin_form_data(page), inline_prefix(page, QueueNumber), queue=support.pk, role=NumberRole.INCOMING
-    )
 
     # When the admin adds Support as an incoming queue there
-    response = admin_client.post(url, data)
+    response = post_number_with_queues(admin_client, number, (support, NumberRole.INCOMING))
 
     # Then it is refused the same way as from the queue page
     assert response.status_code == 200
-    assert "+15550000001 is outbound only and cannot be an incoming number." in page_text(response)
+    assert OUTBOUND_ONLY in page_text(response)
     assert not QueueNumber.objects.exists()
 
 
@@ -254,15 +245,9 @@ def test_the_number_page_refuses_two_incoming_queues_in_one_submission(admin_cli
     # Given a number's admin page, not yet used by any queue
     number = make_number("+15550000001")
     sales, support = make_queue("Sales"), make_queue("Support")
-    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
-    page = admin_client.get(url)
-    prefix = inline_prefix(page, QueueNumber)
-    data = admin_form_data(page)
-    add_inline_row(data, prefix, queue=sales.pk, role=NumberRole.INCOMING)
-    add_inline_row(data, prefix, queue=support.pk, role=NumberRole.INCOMING)
 
     # When the admin makes it the incoming number of two queues at once
-    response = admin_client.post(url, data)
+    response = post_number_with_queues(admin_client, number, (sales, NumberRole.INCOMING), (support, NumberRole.INCOMING))
 
     # Then the page explains the rule (rather than failing on the database's unique index)
     assert response.status_code == 200
@@ -276,15 +261,14 @@ def test_the_number_page_refuses_two_incoming_queues_in_one_submission(admin_cli
 def test_the_number_page_saves_one_incoming_queue_and_several_outbound_ones(admin_client):
     number = make_number("+15550000001")
     queues = [make_queue(name) for name in ["Sales", "Support", "Billing"]]
-    url = reverse("admin:sms_phonenumber_change", args=[number.pk])
-    page = admin_client.get(url)
-    prefix = inline_prefix(page, QueueNumber)
-    data = admin_form_data(page)
-    add_inline_row(data, prefix, queue=queues[0].pk, role=NumberRole.INCOMING)
-    add_inline_row(data, prefix, queue=queues[1].pk, role=NumberRole.OUTBOUND)
-    add_inline_row(data, prefix, queue=queues[2].pk, role=NumberRole.OUTBOUND)
 
-    response = admin_client.post(url, data)
+    response = post_number_with_queues(
+        admin_client,
+        number,
+        (queues[0], NumberRole.INCOMING),
+        (queues[1], NumberRole.OUTBOUND),
+        (queues[2], NumberRole.OUTBOUND),
+    )
 
     assert response.status_code == 302
     assert sorted(number.queue_links.values_list("queue__name", "role")) == [
@@ -303,8 +287,7 @@ def test_a_second_global_outbound_number_is_refused(admin_client):
     make_number("+15550000001", is_global_outbound=True)
 
     # When the admin adds another number marked global outbound
-    data = number_add_data(admin_client, number="+15550000002", is_global_outbound="on")
-    response = admin_client.post(reverse("admin:sms_phonenumber_add"), data)
+    response = post_number_add(admin_client, number="+15550000002", is_global_outbound="on")
 
     # Then the page names the current one, and the new number is not saved
     assert response.status_code == 200
