@@ -41,6 +41,18 @@ def no_wake_request_left(settings):
 
 
 @pytest.fixture
+def no_failed_tasks(db):
+    """django-q2 keeps a task's exception in a Failure row instead of raising it: a send task
+    that crashed must fail the test that ran it. Modules that send ask for it with
+    `pytestmark = pytest.mark.usefixtures("no_failed_tasks")`."""
+    from django_q.models import Failure
+
+    yield
+    failures = [f"{failure.func}: {failure.result}" for failure in Failure.objects.all()]
+    assert not failures, failures
+
+
+@pytest.fixture
 def committed(django_capture_on_commit_callbacks):
     """Call a service as a request would: its after-commit work runs before it returns."""
 

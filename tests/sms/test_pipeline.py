@@ -10,7 +10,6 @@ import zoneinfo
 from types import SimpleNamespace
 
 import pytest
-from django_q.models import Failure
 
 from sms import tasks
 from sms.models import DoNotContact, MessageStatus, OutboundMessage, RateWindow
@@ -27,19 +26,10 @@ SERVICE_SID = "MG" + "b" * 32
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 UTC = dt.timezone.utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_failed_tasks")]
 
 
 # --- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_failed_tasks(db):
-    """django-q2 keeps a task's exception in a Failure row instead of raising it: a send task
-    that crashed must fail the test that ran it."""
-    yield
-    failures = [f"{failure.func}: {failure.result}" for failure in Failure.objects.all()]
-    assert not failures, failures
 
 
 @pytest.fixture

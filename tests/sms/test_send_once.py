@@ -20,7 +20,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
-from django_q.models import Failure, Success
+from django_q.models import Success
 
 from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
 from sms.pipeline import queue_sms
@@ -34,6 +34,8 @@ SENDER = "+15550100001"
 CONSUMER = "+12125550123"
 UTC = dt.timezone.utc
 START = dt.datetime(2025, 6, 10, 15, 0, tzinfo=UTC)  # 11:00 in New York
+
+pytestmark = pytest.mark.usefixtures("no_failed_tasks")
 
 
 class HookedTwilio(FakeTwilio):
@@ -69,13 +71,6 @@ def hooked(settings):
     yield fake
     fake.stop()
     assert not fake.hook_errors, fake.hook_errors
-
-
-@pytest.fixture(autouse=True)
-def no_failed_tasks(db):
-    yield
-    failures = [f"{failure.func}: {failure.result}" for failure in Failure.objects.all()]
-    assert not failures, failures
 
 
 @pytest.fixture
