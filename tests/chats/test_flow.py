@@ -242,6 +242,14 @@ def test_a_transfer_to_a_queue_nobody_can_take_leaves_the_chat_waiting_there(
     assert chat.status == ChatStatus.ASSIGNED and chat.agent == bob
 
 
+@pytest.fixture
+def alice_holds_one(alice, go_online):
+    """Alice can hold one chat at a time, and has the adapter open."""
+    alice.max_concurrent_chats = 1
+    alice.save()
+    return go_online(alice)
+
+
 # --- manual answer ------------------------------------------------------------------------------
 
 
@@ -279,10 +287,8 @@ def test_manual_answer_offers_to_every_eligible_agent_and_the_first_to_accept_wi
     assert Participant.objects.filter(chat=chat, type=ParticipantType.AGENT).count() == 1
 
 
-def test_manual_answer_is_refused_over_capacity(make_phone, manual_billing, alice, go_online, committed):
-    alice.max_concurrent_chats = 1
-    alice.save()
-    go_online(alice)
+@pytest.mark.usefixtures("alice_holds_one")
+def test_manual_answer_is_refused_over_capacity(make_phone, manual_billing, alice, committed):
     first, second = make_phone("+15557650001"), make_phone("+15557650002")
     for phone in (first, second):
         phone.text("Hi")
@@ -353,10 +359,8 @@ def test_an_agent_who_never_had_a_chat_counts_as_the_longest_idle(make_phone, al
     assert phone.chat().agent == bob
 
 
+@pytest.mark.usefixtures("alice_holds_one")
 def test_an_agent_at_capacity_is_skipped(make_phone, alice, bob, go_online):
-    alice.max_concurrent_chats = 1
-    alice.save()
-    go_online(alice)
     first, second = make_phone("+15557650001"), make_phone("+15557650002")
     first.text("Hi")
     first.text("1")
@@ -385,10 +389,8 @@ def test_an_away_or_unconnected_agent_gets_nothing(phone, alice, bob, go_online,
     assert chat.status == ChatStatus.QUEUED and chat.agent is None
 
 
-def test_when_a_chat_ends_the_next_waiting_chat_is_assigned(make_phone, alice, go_online, committed):
-    alice.max_concurrent_chats = 1
-    alice.save()
-    go_online(alice)
+@pytest.mark.usefixtures("alice_holds_one")
+def test_when_a_chat_ends_the_next_waiting_chat_is_assigned(make_phone, alice, committed):
     first, second = make_phone("+15557650001"), make_phone("+15557650002")
     first.text("Hi")
     first.text("1")
@@ -405,10 +407,8 @@ def test_when_a_chat_ends_the_next_waiting_chat_is_assigned(make_phone, alice, g
     assert second.new_texts()[-1] == "Alice from Tech has joined the chat."
 
 
-def test_when_the_consumer_ends_a_chat_the_next_waiting_chat_is_assigned(make_phone, alice, go_online):
-    alice.max_concurrent_chats = 1
-    alice.save()
-    go_online(alice)
+@pytest.mark.usefixtures("alice_holds_one")
+def test_when_the_consumer_ends_a_chat_the_next_waiting_chat_is_assigned(make_phone, alice):
     first, second = make_phone("+15557650001"), make_phone("+15557650002")
     first.text("Hi")
     first.text("1")
