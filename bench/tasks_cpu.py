@@ -11,7 +11,7 @@ moves little with the shared machine's load.
 
     createdb -h 127.0.0.1 -U postgres tern_bench_tasks
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tern_bench_tasks python bench/tasks_cpu.py --consumers 250
-    … --profile /tmp/tasks.prof    (cProfile of both phases; read with python -m pstats)
+    … --profile /tmp/tasks   (cProfiles /tmp/tasks.worker and /tmp/tasks.sends; python -m pstats)
 
 It migrates and seeds the demo on an empty database, and deletes what it created afterwards. No
 REDIS_URL: the sends are taken from the ORM broker. The local SMS provider stands in for Twilio
@@ -21,6 +21,7 @@ Target (issue 10): at most 3 ms of task-side CPU per reply sent. See docs/perfor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import importlib
 import os
@@ -92,6 +93,18 @@ class Meter:
         self.python, self.database, self.wall = (b - a for a, b in zip(self.start, end))
         self.queries = len(self.connection.queries)
         self.connection.force_debug_cursor = False
+
+
+@contextlib.contextmanager
+def profiled(profile):
+    if profile is None:
+        yield
+        return
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
 
 
 def store_texts(consumers: list[str]) -> int:
@@ -171,27 +184,19 @@ def main(argv=None) -> int:
 
     run = secrets.token_hex(2)
     consumers = [f"+1555{int(run, 16) % 1000:03d}{i:04d}" for i in range(args.consumers)]
-    profile = cProfile.Profile() if args.profile else None
+    profiles = {"worker": cProfile.Profile(), "sends": cProfile.Profile()} if args.profile else {}
     try:
         texts = store_texts(consumers)
-        with Meter() as worker:
-            if profile:
-                profile.enable()
+        with Meter() as worker, profiled(profiles.get("worker")):
             handled = process_pending()
-            if profile:
-                profile.disable()
         replies = OutboundMessage.objects.filter(to_number__in=consumers).count()
-        with Meter() as sends:
-            if profile:
-                profile.enable()
+        with Meter() as sends, profiled(profiles.get("sends")):
             tasks = run_send_tasks()
             for _ in range(10):
                 if not OutboundMessage.objects.filter(to_number__in=consumers, status=MessageStatus.QUEUED).exists():
                     break
                 release_waiting()
                 tasks += run_send_tasks()
-            if profile:
-                profile.disable()
         left = OutboundMessage.objects.filter(to_number__in=consumers, status=MessageStatus.QUEUED).count()
         print(f"{args.consumers} consumers, {texts} texts stored, {handled} handled, {replies} replies, {tasks} send tasks, {left} left queued")
         report("worker", worker, texts, "text")
@@ -199,8 +204,8 @@ def main(argv=None) -> int:
         both = (worker.python + worker.database + sends.python + sends.database) * 1000
         print(f"task side per reply sent: {both / replies:.2f} ms CPU (worker and sends; target ≤ 3 ms)")
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        if profile:
-            profile.dump_stats(args.profile)
+        for phase, profile in profiles.items():
+            profile.dump_stats(f"{args.profile}.{phase}")
         return 1 if left or handled != texts else 0
     finally:
         clean_up(consumers)

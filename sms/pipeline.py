@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from portal.models import ChatSettings
-from portal.singletons import cached, forget
+from portal.singletons import cached, caching, forget
 from sms.models import DoNotContact, MessageStatus, MessageStatusEvent, OutboundMessage, PhoneNumber
 from sms.quiet_hours import next_send_time
 from sms.segments import MAX_BODY_CHARS, MAX_MEDIA_ITEMS, count_segments
@@ -58,6 +58,22 @@ def is_do_not_contact(consumer_number: str, portal_number: str) -> bool:
         ("do_not_contact", consumer_number, portal_number),
         lambda: DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).exists(),
     )
+
+
+def read_do_not_contact(pairs) -> None:
+    """Read the do-not-contact entries of many (consumer, portal number) pairs in one query into
+    the running `cached_singletons()` block, so that `is_do_not_contact` asks nothing more for
+    them (a send task's replies). Outside a block it reads nothing."""
+    pairs = set(pairs)
+    if not pairs or not caching():
+        return
+    listed = set(
+        DoNotContact.objects.filter(
+            consumer_number__in={c for c, _ in pairs}, portal_number__in={p for _, p in pairs}
+        ).values_list("consumer_number", "portal_number")
+    )
+    for consumer_number, portal_number in pairs:
+        cached(("do_not_contact", consumer_number, portal_number), lambda pair=(consumer_number, portal_number): pair in listed)
 
 
 def add_do_not_contact(*, consumer_number: str, portal_number: str, source: str) -> bool:

@@ -31,14 +31,25 @@ def set_status(
 ) -> bool:
     """Move a message forward to `status` (never backwards, SPEC S11 step 7), record the change
     and tell its notify group. Returns whether anything changed. The caller holds the row lock."""
+    fields = _advance(message, status, error_code=error_code, detail=detail, source=source)
+    if not fields:
+        return False
+    message.save(update_fields=fields)
+    record_status(message, message.status, error_code=error_code, detail=detail, source=source)
+    return True
+
+
+def _advance(message: OutboundMessage, status: str, *, error_code: str = "", detail: str = "", source: str = "portal") -> list[str]:
+    """The one rule of a status move: forward only, never out of a final status. Changes
+    `message` in memory; returns the fields changed (none when the status does not move)."""
     if source == "provider":
         status = PROVIDER_STATUS_MAP.get(status, status)
     if status not in STATUS_RANK:
         log.warning("unknown message status %r for message %s", status, message.pk)
-        return False
+        return []
     current = message.status
     if current == status or current in FINAL_STATUSES or STATUS_RANK[status] < STATUS_RANK[current]:
-        return False
+        return []
     message.status = status
     fields = ["status", "updated_at"]
     if error_code:
@@ -47,9 +58,7 @@ def set_status(
     if detail and status in FINAL_STATUSES:
         message.error_message = detail[:500]
         fields.append("error_message")
-    message.save(update_fields=fields)
-    record_status(message, status, error_code=error_code, detail=detail, source=source)
-    return True
+    return fields
 
 
 def record_status(message: OutboundMessage, status: str, *, error_code: str = "", detail: str = "", source: str = "portal"):
@@ -108,47 +117,86 @@ def apply_provider_status(*, provider_sid: str, status: str, error_code: str = "
 
 
 def record_provider_sid(message_id: int, provider_sid: str, statuses: tuple[str, ...] = ()) -> None:
-    """The provider took the message: save its sid (the send is over: no next try, no lease),
-    then apply `statuses` (what the provider answered, or — the local provider — reports at
-    once) and any callback that arrived before the sid was saved. One transaction, one row
-    lock, and only when there is a status to apply."""
-    OutboundMessage.objects.filter(pk=message_id).update(
-        provider_sid=provider_sid,
-        error_code="",
-        next_attempt_at=None,
-        lease_until=None,
-        attempt_started_at=None,
-        updated_at=timezone.now(),
+    """`record_provider_sids` for one message."""
+    record_provider_sids([(message_id, provider_sid, tuple(statuses))])
+
+
+def record_provider_sids(taken: list[tuple[int, str, tuple[str, ...]]]) -> None:
+    """The provider took these messages, (id, sid, statuses) each: save their sids (the send is
+    over: no next try, no lease), committed first; then, in one transaction under the messages'
+    row locks, apply `statuses` (what the provider answered, or — the local provider — reports at
+    once) and any callback that arrived before the sid was saved. A send task's replies are
+    recorded together: a handful of queries for the batch, not a dozen for each."""
+    if not taken:
+        return
+    now = timezone.now()
+    saved = [
+        OutboundMessage(
+            pk=pk, provider_sid=sid, error_code="", next_attempt_at=None, lease_until=None, attempt_started_at=None, updated_at=now
+        )
+        for pk, sid, _ in taken
+    ]
+    OutboundMessage.objects.bulk_update(
+        saved, ["provider_sid", "error_code", "next_attempt_at", "lease_until", "attempt_started_at", "updated_at"]
     )
     # An answer of "queued" (or "accepted") is where the message already is: nothing to apply.
-    forward = [
-        status for status in statuses
-        if STATUS_RANK.get(PROVIDER_STATUS_MAP.get(status, status), 0) > STATUS_RANK[MessageStatus.QUEUED]
-    ]
-    apply_pending_statuses(provider_sid, forward)
-
-
-def apply_pending_statuses(provider_sid: str, statuses: list[str] | tuple[str, ...] = ()) -> bool:
-    """Apply `statuses` and the kept early callbacks of `provider_sid` to its message, in order
-    (a status still never moves backwards), and forget those callbacks."""
-    early = list(PendingProviderStatus.objects.filter(provider_sid=provider_sid)) if provider_sid else []
-    if not statuses and not early:
-        return False
-    changed = False
+    forward = {
+        sid: [s for s in statuses if STATUS_RANK.get(PROVIDER_STATUS_MAP.get(s, s), 0) > STATUS_RANK[MessageStatus.QUEUED]]
+        for _, sid, statuses in taken
+    }
+    # Looked for after the sids were committed: a status callback that found no sid has kept its
+    # status by then (see apply_provider_status).
+    early: dict[str, list[PendingProviderStatus]] = {}
+    for callback in PendingProviderStatus.objects.filter(provider_sid__in=list(forward)).order_by("pk"):
+        early.setdefault(callback.provider_sid, []).append(callback)
+    if not any(forward.values()) and not early:
+        return
     with transaction.atomic():
-        message = OutboundMessage.objects.select_for_update().filter(provider_sid=provider_sid).first()
-        if message is None:
-            return False
-        for status in statuses:
-            changed |= set_status(message, status, source="provider")
-        if early:
+        _apply_statuses_locked(forward, early, now)
+
+
+def _apply_statuses_locked(forward: dict[str, list[str]], early: dict[str, list], now) -> bool:
+    """Under the messages' row locks: each sid's `forward` statuses, then its early callbacks
+    (read again here), as moves of the one rule (`_advance`); one UPDATE and one INSERT for all.
+    Returns whether any message moved."""
+    messages = list(OutboundMessage.objects.select_for_update().filter(provider_sid__in=list(forward)).order_by("pk"))
+    changed, events = [], []
+    for message in messages:
+        moves = [(status, "", "") for status in forward[message.provider_sid]]
+        if early.get(message.provider_sid):
             # Read again under the message's lock: another applier may have taken them already.
-            for callback in PendingProviderStatus.objects.filter(provider_sid=provider_sid):
-                changed |= set_status(
-                    message, callback.status, error_code=callback.error_code, detail=callback.detail, source="provider"
-                )
-            PendingProviderStatus.objects.filter(provider_sid=provider_sid).delete()
-    return changed
+            moves += [
+                (c.status, c.error_code, c.detail)
+                for c in PendingProviderStatus.objects.filter(provider_sid=message.provider_sid).order_by("pk")
+            ]
+        moved = False
+        for status, error_code, detail in moves:
+            if _advance(message, status, error_code=error_code, detail=detail, source="provider"):
+                moved = True
+                events.append((message, message.status, error_code, detail))
+                announce_status(message, message.status, error_code=error_code)  # as it stands at this move
+        if moved:
+            message.updated_at = now
+            changed.append(message)
+    OutboundMessage.objects.bulk_update(changed, ["status", "error_code", "error_message", "updated_at"])
+    MessageStatusEvent.objects.bulk_create(
+        MessageStatusEvent(message=m, status=status, error_code=str(code or "")[:20], detail=detail[:500], source="provider")
+        for m, status, code, detail in events
+    )
+    applied = [m.provider_sid for m in messages if m.provider_sid in early]
+    if applied:  # a callback whose message has no sid yet stays kept
+        PendingProviderStatus.objects.filter(provider_sid__in=applied).delete()
+    return bool(changed)
+
+
+def apply_pending_statuses(provider_sid: str) -> bool:
+    """Apply the kept early callbacks of `provider_sid` to its message, in order (a status
+    still never moves backwards), and forget those callbacks. Returns whether it moved."""
+    early = list(PendingProviderStatus.objects.filter(provider_sid=provider_sid).order_by("pk")) if provider_sid else []
+    if not early:
+        return False
+    with transaction.atomic():
+        return _apply_statuses_locked({provider_sid: []}, {provider_sid: early}, timezone.now())
 
 
 def sweep_early_callbacks(now: dt.datetime) -> int:

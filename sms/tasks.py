@@ -11,13 +11,18 @@ sweeper then sends the message again. Before that second attempt the provider is
 it made the message already (`attempt_started_at` says an attempt's outcome is unknown): a worker
 killed after Twilio took the message costs a lookup, not a second text.
 
+In batches: a send task's messages (`send_messages`) are read in one query, their do-not-contact
+entries in one more, and each is claimed and handed to the provider in turn; what the provider
+took is recorded for all of them at the end (`statuses.record_provider_sids`: sids, statuses and
+their events in a handful of queries), their leases renewed until then. A worker killed before
+that leaves them leased and unrecorded: the next attempt asks the provider first, as above.
+
 In order: replies to one recipient from one number reach the provider in the order they were
 queued. A message whose earlier sibling is still unsent waits (`next_attempt_at` a little ahead,
 no lease); the send that ends the earlier one — taken, failed for good, expired, suppressed —
 releases the next at once (`_release_next`). Different recipients never wait for each other."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import threading
@@ -34,9 +39,9 @@ from portal.models import ChatSettings
 from portal.singletons import cached_singletons
 from sms import ratelimit
 from sms.models import MessageStatus, OutboundMessage
-from sms.pipeline import add_do_not_contact, is_do_not_contact
+from sms.pipeline import add_do_not_contact, is_do_not_contact, read_do_not_contact
 from sms.send_queue import ENQUEUE_GRACE, enqueue_sends
-from sms.statuses import record_provider_sid, set_status, sweep_early_callbacks
+from sms.statuses import record_provider_sids, set_status, sweep_early_callbacks
 from sms.providers import ProviderError, get_provider
 from sms.providers.base import OutgoingSms
 from sms.providers.twilio import UNSUBSCRIBED_RECIPIENT
@@ -105,18 +110,16 @@ class _LeaseKeeper:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    @contextlib.contextmanager
-    def holding(self, message_id: int):
+    def hold(self, message_id: int) -> None:
         with self._lock:
             self._held.add(message_id)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sms-lease-keeper", daemon=True)
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.discard(message_id)
+
+    def let_go(self, message_ids) -> None:
+        with self._lock:
+            self._held.difference_update(message_ids)
 
     def _run(self) -> None:
         while True:
@@ -140,54 +143,85 @@ _lease_keeper = _LeaseKeeper()
 
 def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
     """Send several messages one after the other (a batch's replies: `send_queue.send_tasks` keeps
-    each recipient's in one task, in order). Each is `send_message` with its own lease: one that
-    fails or is skipped never stops the others. Returns how many ended each way."""
-    results: Counter = Counter()
+    each recipient's in one task, in order). Each is `send_message`'s steps with its own lease:
+    one that fails or is skipped never stops the others. What the provider took is recorded for
+    the whole task at its end (`_record_taken`). Returns how many ended each way."""
     with cached_singletons():  # the settings and the event webhooks' subscribers, once per task
-        for message_id, lease in jobs:
-            try:
-                results[send_message(message_id, lease)] += 1
-            except Exception:  # noqa: BLE001 — its lease runs out and the sweeper tries it again
-                log.exception("sms send raised: id=%s; the sweeper tries it again", message_id)
-                results["error"] += 1
-    return dict(results)
+        return dict(Counter(_send_batch(jobs, isolate=True).values()))
 
 
 def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
     """Hand one message to the provider, at most once at a time: see the module's docstring.
     `lease` is the token the enqueue gave the task. Safe to run twice and in parallel."""
+    return _send_batch([(message_id, lease)], isolate=False)[message_id]
+
+
+def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) -> dict[int, str]:
+    """The jobs in their order, each checked, claimed and handed to the provider on its own; the
+    messages the provider took are recorded together when all were tried (their leases renewed
+    until then), a handful of queries for the batch. With `isolate`, a job that raises is logged
+    and the others go on (its lease runs out and the sweeper tries it again)."""
     now = timezone.now()
-    message = (
-        OutboundMessage.objects.select_related("portal_number").filter(_sendable(now, lease), pk=message_id).first()
-    )
-    if message is None:
-        return "skipped"  # sent, final, not due yet, or someone else holds it
+    outcomes = {pk: "skipped" for pk, _ in jobs}  # sent, final, not due yet, or someone else holds it
+    messages = _sendable_messages(jobs, now)
+    read_do_not_contact([(m.to_number, m.from_number) for m in messages.values() if not m.bypass_do_not_contact])
+    taken: list[tuple[OutboundMessage, str, tuple[str, ...]]] = []
+    try:
+        for pk, lease in jobs:
+            if pk not in messages:
+                continue
+            try:
+                outcomes[pk] = _send_one(messages[pk], lease, now, taken)
+            except Exception:
+                if not isolate:
+                    raise
+                log.exception("sms send raised: id=%s; the sweeper tries it again", pk)
+                outcomes[pk] = "error"
+    finally:
+        _record_taken(taken)
+    return outcomes
+
+
+def _sendable_messages(jobs: list[tuple[int, dt.datetime | None]], now: dt.datetime) -> dict[int, OutboundMessage]:
+    """The jobs' messages that may be sent now with their leases, read in one query."""
+    by_lease: dict[dt.datetime | None, list[int]] = {}
+    for pk, lease in jobs:  # a batch's replies mostly share one lease token
+        by_lease.setdefault(lease, []).append(pk)
+    which = Q(pk__in=[])
+    for lease, pks in by_lease.items():
+        which |= Q(pk__in=pks) & _sendable(now, lease)
+    return {m.pk: m for m in OutboundMessage.objects.select_related("portal_number").filter(which)}
+
+
+def _send_one(message: OutboundMessage, lease: dt.datetime | None, now: dt.datetime, taken: list) -> str:
     if message.expires_at and message.expires_at <= now:
-        return _close_unsent(message_id, lease, MessageStatus.EXPIRED, "Not sent before it expired.")
+        return _close_unsent(message.pk, lease, MessageStatus.EXPIRED, "Not sent before it expired.")
     if not message.bypass_do_not_contact and is_do_not_contact(message.to_number, message.from_number):
-        return _close_unsent(message_id, lease, MessageStatus.SUPPRESSED, "Recipient is on the do-not-contact list.")
+        return _close_unsent(message.pk, lease, MessageStatus.SUPPRESSED, "Recipient is on the do-not-contact list.")
     # The sending limit is taken before the claim and outside any transaction: a short wait may
     # be slept here. (A caller that then loses the claim to another has used one share.)
     wait = _sending_limit_wait(message)
     if wait:
-        OutboundMessage.objects.filter(_sendable(now, lease), pk=message_id).update(
+        OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk).update(
             next_attempt_at=timezone.now() + dt.timedelta(seconds=wait), lease_until=None
         )
         return "rate limited"
-
-    if not _claim(message, lease):
+    # Earlier messages to the same recipient that this batch already handed over are taken,
+    # though not recorded yet: they do not hold this one back.
+    mine = [m.pk for m, _, _ in taken if (m.to_number, m.from_number) == (message.to_number, message.from_number)]
+    if not _claim(message, lease, mine):
         return _wait_for_earlier(message, lease)
-    return _hand_over(message)
+    return _hand_over(message, taken)
 
 
-def _claim(message: OutboundMessage, lease: dt.datetime | None) -> bool:
+def _claim(message: OutboundMessage, lease: dt.datetime | None, mine: list[int] = ()) -> bool:
     """One conditional UPDATE, so of two callers exactly one goes on (and none while an earlier
-    message to the same recipient is unsent). The attempt's start is kept from an earlier
-    attempt whose outcome is still unknown."""
+    message to the same recipient is unsent, other than `mine`). The attempt's start is kept
+    from an earlier attempt whose outcome is still unknown."""
     now = timezone.now()
     return bool(
         OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk)
-        .exclude(Exists(_earlier_unsent(message)))
+        .exclude(Exists(_earlier_unsent(message).exclude(pk__in=list(mine))))
         .update(
             lease_until=now + SEND_LEASE,
             attempts=F("attempts") + 1,
@@ -197,10 +231,11 @@ def _claim(message: OutboundMessage, lease: dt.datetime | None) -> bool:
     )
 
 
-def _hand_over(message: OutboundMessage) -> str:
+def _hand_over(message: OutboundMessage, taken: list) -> str:
     """The claimed message to the provider, outside any transaction, its lease renewed while the
-    call is in flight; first, when an earlier attempt's answer was lost, the provider is asked
-    whether it made the message then."""
+    call is in flight and until its outcome is recorded; first, when an earlier attempt's answer
+    was lost, the provider is asked whether it made the message then. What the provider took
+    joins `taken`; a failure is written at once."""
     provider = get_provider()
     outgoing = OutgoingSms(
         to=message.to_number,
@@ -210,36 +245,45 @@ def _hand_over(message: OutboundMessage) -> str:
         messaging_service_sid=(message.portal_number.messaging_service_sid if message.portal_number else ""),
         status_callback=status_callback_url(),
     )
-    # Only the provider calls run under the lease keeper: once an answer is in, the outcome is
-    # written without it (a renewal after a failure would hold back the retry).
-    found = result = failure = None
-    with _lease_keeper.holding(message.pk):
-        try:
-            found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
-            if found is None:
-                result = provider.send(outgoing)
-        except ProviderError as exc:
-            failure = exc
-    if failure is not None:
-        return _after_failure(message, failure)
+    _lease_keeper.hold(message.pk)
+    try:
+        found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
+        result = provider.send(outgoing) if found is None else None
+    except ProviderError as exc:
+        # The outcome is written without the lease keeper: a renewal after a failure would hold
+        # back the retry.
+        _lease_keeper.let_go([message.pk])
+        return _after_failure(message, exc)
+    except BaseException:
+        _lease_keeper.let_go([message.pk])
+        raise
     if found is not None:
-        record_provider_sid(message.pk, found.provider_sid, (found.status,))
+        taken.append((message, found.provider_sid, (found.status,)))
         log.warning(
             "sms found at the provider, not sent again: id=%s sid=%s (an earlier attempt's answer was lost)",
             message.pk, found.provider_sid,
         )
-        _release_next(message)
         return "found"
-
     # The local provider "delivers" at once and reports it as Twilio would, through the same
     # path a status callback takes.
     statuses = (result.status, "sent", "delivered") if provider.name == "local" else (result.status,)
-    record_provider_sid(message.pk, result.provider_sid, statuses)
+    taken.append((message, result.provider_sid, statuses))
     log.info(
         "sms sent: id=%s sid=%s to=%s attempt=%s", message.pk, result.provider_sid, message.to_number, message.attempts + 1
     )
-    _release_next(message)
     return "sent"
+
+
+def _record_taken(taken: list[tuple[OutboundMessage, str, tuple[str, ...]]]) -> None:
+    """The sids and statuses of what the provider took, recorded together; then the messages
+    that wait for them to their recipients are released."""
+    if not taken:
+        return
+    try:
+        record_provider_sids([(m.pk, sid, statuses) for m, sid, statuses in taken])
+    finally:
+        _lease_keeper.let_go([m.pk for m, _, _ in taken])
+    _release_next([m for m, _, _ in taken])
 
 
 def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> str:
@@ -260,22 +304,40 @@ def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> st
     return "waiting"
 
 
-def _release_next(message: OutboundMessage) -> None:
-    """`message`'s send is over (taken, failed for good, expired, suppressed): the next message
-    to the same recipient from the same number, if it waits for it, is handed to a send task now."""
+def _release_next(ended: list[OutboundMessage]) -> None:
+    """These messages' sends are over (taken, failed for good, expired, suppressed): for each
+    recipient and number, the next message, if it waits for them (nobody holds it), is handed to
+    a send task now. A few queries for all of them."""
     now = timezone.now()
     lease = now + ENQUEUE_GRACE
-    following = _unsent_to_same(message).filter(pk__gt=message.pk).order_by("pk").values("pk")[:1]
+    last: dict[tuple[str, str], int] = {}
+    for message in ended:
+        pair = (message.to_number, message.from_number)
+        last[pair] = max(last.get(pair, 0), message.pk)
+    following: dict[tuple[str, str], tuple[int, bool]] = {}
+    unsent = (
+        OutboundMessage.objects.filter(
+            to_number__in={to for to, _ in last}, status=MessageStatus.QUEUED, provider_sid__isnull=True, pk__gt=min(last.values())
+        )
+        .order_by("pk")
+        .values_list("pk", "to_number", "from_number", "lease_until")
+    )
+    for pk, to, from_, held_until in unsent:
+        pair = (to, from_)
+        if pair in last and pk > last[pair] and pair not in following:
+            following[pair] = (pk, held_until is None or held_until <= now)
+    free = [pk for pk, is_free in following.values() if is_free]
+    if not free:
+        return
     released = OutboundMessage.objects.filter(
         Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-        pk=Subquery(following),
+        pk__in=free,
         status=MessageStatus.QUEUED,
         provider_sid__isnull=True,
     )
     if released.update(next_attempt_at=now, lease_until=lease, updated_at=now):
-        pk = _unsent_to_same(message).filter(pk__gt=message.pk, lease_until=lease).values_list("pk", flat=True).first()
-        if pk is not None:
-            enqueue_sends([OutboundMessage(pk=pk, lease_until=lease, to_number=message.to_number)])
+        mine = OutboundMessage.objects.filter(pk__in=free, lease_until=lease).values_list("pk", "to_number")
+        enqueue_sends([OutboundMessage(pk=pk, lease_until=lease, to_number=to) for pk, to in mine])
 
 
 def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detail: str) -> str:
@@ -288,7 +350,7 @@ def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detai
         message.next_attempt_at = message.lease_until = message.attempt_started_at = None
         message.save(update_fields=["next_attempt_at", "lease_until", "attempt_started_at", "updated_at"])
         set_status(message, status, detail=detail)
-    _release_next(message)
+    _release_next([message])
     return str(status)
 
 
@@ -338,7 +400,7 @@ def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
         unsubscribed = exc.code == UNSUBSCRIBED_RECIPIENT
         if unsubscribed:
             add_do_not_contact(consumer_number=message.to_number, portal_number=message.from_number, source="provider")
-    _release_next(message)
+    _release_next([message])
     if unsubscribed:
         log.warning("sms refused, recipient unsubscribed: id=%s to=%s", sent.pk, message.to_number)
         return "unsubscribed"
