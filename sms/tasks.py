@@ -36,11 +36,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from portal.models import ChatSettings
+from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms import ratelimit
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact, is_do_not_contact, read_do_not_contact
-from sms.send_queue import ENQUEUE_GRACE, enqueue_sends
+from sms.send_queue import ENQUEUE_GRACE, batched_sends, enqueue_sends
 from sms.statuses import record_provider_sids, set_status, sweep_early_callbacks
 from sms.providers import ProviderError, get_provider
 from sms.providers.base import OutgoingSms
@@ -146,7 +147,9 @@ def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
     each recipient's in one task, in order). Each is `send_message`'s steps with its own lease:
     one that fails or is skipped never stops the others. What the provider took is recorded for
     the whole task at its end (`_record_taken`). Returns how many ended each way."""
-    with cached_singletons():  # the settings and the event webhooks' subscribers, once per task
+    # The settings and the event webhooks' subscribers read once per task; the status pushes and
+    # the released followers' sends leave together at its end.
+    with cached_singletons(), batched_pushes(), batched_sends():
         return dict(Counter(_send_batch(jobs, isolate=True).values()))
 
 
