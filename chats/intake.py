@@ -38,6 +38,7 @@ from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms.models import InboundMessage, InboundState, InboundWake
 from sms.send_queue import batched_sends
+from sms.statuses import held_status_events
 
 log = logging.getLogger(__name__)
 
@@ -188,18 +189,32 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
     once, each text in its own savepoint, its pushes and send tasks leaving together after the
     commit. Returns how many texts it handled (failed tries included)."""
     with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments():
-        with transaction.atomic():
+        with transaction.atomic(), held_status_events():
             texts = _claim(limit)
             # Below a few texts, each text's own lookup (one or two queries) costs less.
             facts = flow.BatchFacts(texts) if len(texts) >= BATCH_FACTS_FROM else None
             failed: set[tuple[str, str]] = set()
+            done: dict[str, list[int]] = {}  # outcome: texts
             for text in texts:
                 pair = (text.to_number, text.from_number)
                 if pair in failed:
                     continue  # a consumer's later text waits while their earlier one waits for its retry
-                if not _handle(text, facts):
+                outcome = _handle(text, facts)
+                if outcome is None:
                     failed.add(pair)
+                else:
+                    done.setdefault(outcome, []).append(text.pk)
+            _mark_done(done)
     return len(texts)
+
+
+def _mark_done(done: dict[str, list[int]]) -> None:
+    """The batch's handled texts marked done, one UPDATE per outcome, in the batch's transaction."""
+    now = timezone.now()
+    for outcome, pks in done.items():
+        InboundMessage.objects.filter(pk__in=pks).update(
+            state=InboundState.DONE, outcome=outcome, processed_at=now, error="", next_attempt_at=None
+        )
 
 
 def _claim(limit: int) -> list[InboundMessage]:
@@ -236,18 +251,15 @@ def _claim(limit: int) -> list[InboundMessage]:
     return claimed
 
 
-def _handle(text: InboundMessage, facts: flow.BatchFacts | None) -> bool:
-    """Handle one text in its own savepoint; False when it failed (rolled back, retry noted)."""
+def _handle(text: InboundMessage, facts: flow.BatchFacts | None) -> str | None:
+    """Handle one text in its own savepoint (its replies' status events held with it). Returns
+    its outcome, or None when it failed (rolled back, retry noted)."""
     try:
-        with transaction.atomic():
-            outcome = flow.handle_inbound(text, facts)
-            InboundMessage.objects.filter(pk=text.pk).update(
-                state=InboundState.DONE, outcome=outcome, processed_at=timezone.now(), error="", next_attempt_at=None
-            )
+        with transaction.atomic(), held_status_events():
+            return flow.handle_inbound(text, facts)
     except Exception as exc:  # noqa: BLE001 — one text's failure never blocks the batch
         _failed_try(text, exc)
-        return False
-    return True
+        return None
 
 
 def _failed_try(text: InboundMessage, exc: Exception) -> None:

@@ -3,6 +3,8 @@ as a MessageStatusEvent and told to the event webhooks and the message's notify 
 provider's status callbacks, including those that arrive before the send's answer saved the sid."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 
@@ -61,10 +63,37 @@ def _advance(message: OutboundMessage, status: str, *, error_code: str = "", det
     return fields
 
 
+_held_events: contextvars.ContextVar[list | None] = contextvars.ContextVar("held_status_events", default=None)
+
+
+@contextlib.contextmanager
+def held_status_events():
+    """Inside the block, the status events recorded are kept and inserted together when it ends
+    (one INSERT for a batch of inbound texts' replies). Nested, the inner block's events join the
+    outer's when it ends normally and are dropped when it raises — wrapped around a savepoint,
+    they go where its rows go. The block must end inside the transaction that made the messages."""
+    outer = _held_events.get()
+    held: list[MessageStatusEvent] = []
+    token = _held_events.set(held)
+    try:
+        yield
+    finally:
+        _held_events.reset(token)
+    if outer is not None:
+        outer.extend(held)
+    elif held:
+        MessageStatusEvent.objects.bulk_create(held)
+
+
 def record_status(message: OutboundMessage, status: str, *, error_code: str = "", detail: str = "", source: str = "portal"):
-    MessageStatusEvent.objects.create(
+    event = MessageStatusEvent(
         message=message, status=status, error_code=str(error_code or "")[:20], detail=detail[:500], source=source
     )
+    held = _held_events.get()
+    if held is None:
+        event.save()
+    else:
+        held.append(event)
     announce_status(message, status, error_code=error_code)
 
 
