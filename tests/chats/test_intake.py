@@ -17,7 +17,7 @@ import chats.flow
 from chats import intake
 from chats.models import Author, Chat, ChatStatus, Message
 from chats.sweepers import run_sweepers
-from sms.models import InboundMessage, InboundState, InboundWake, OutboundMessage
+from sms.models import InboundMessage, InboundState, InboundWake, MessageStatusEvent, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
 from tests.webhooks import inbound_params, new_sid, post_inbound, post_signed
@@ -187,6 +187,27 @@ def test_a_text_that_keeps_failing_is_marked_failed_with_its_error_and_blocks_no
     handle_all(django_capture_on_commit_callbacks)
     failed.refresh_from_db()
     assert failed.state == "done" and Message.objects.filter(body="boom").count() == 1
+
+
+def test_a_text_that_fails_after_some_replies_were_queued_takes_them_back_and_the_others_keep_theirs(
+    support, django_capture_on_commit_callbacks
+):
+    """The replies' status events of a batch are inserted together at its end: those of a text
+    rolled back after its first replies were queued go with it, the others' are all there."""
+    consumers = [f"+1555767000{n}" for n in range(3)]
+    menu = MENU.replace("'", "''")
+    make_inserts_fail("sms_outboundmessage", when=f"NEW.to_number = '{consumers[1]}' AND NEW.body = '{menu}'")
+    texts = [stored("Hi", consumer=consumer) for consumer in consumers]
+
+    handle_all(django_capture_on_commit_callbacks)
+
+    states = [InboundMessage.objects.get(pk=text.pk).state for text in texts]
+    assert states == [InboundState.DONE, InboundState.PENDING, InboundState.DONE]  # the second waits for its retry
+    assert replies(consumers[1]) == []  # its opt-in and greeting were taken back with it
+    for consumer in (consumers[0], consumers[2]):
+        assert replies(consumer) == [support_opt_in(), GREETING, MENU]
+    first_events = MessageStatusEvent.objects.filter(status="queued").values_list("message_id", flat=True)
+    assert sorted(first_events) == sorted(OutboundMessage.objects.values_list("pk", flat=True))  # none left without its message
 
 
 def test_a_batch_that_dies_in_the_middle_leaves_every_text_pending_and_the_next_run_handles_each_once(
