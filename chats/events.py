@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from chats.serializers import ChatSerializer
 from portal import realtime
-from portal.realtime import as_json, publish_on_commit
+from portal.realtime import SUPERVISORS, as_json, publish_on_commit
 
 
 def agent_group(agent_id: int) -> str:
@@ -27,8 +27,6 @@ def queue_group(queue_id: int) -> str:
 def chat_group(chat_id: int) -> str:
     return f"chat.{chat_id}"
 
-
-SUPERVISORS = "supervisors"
 
 
 def chat_payload(chat) -> dict:

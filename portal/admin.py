@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from portal.credentials import create_api_credential, revoke_api_credential
 from portal.models import (
     AgentProfile,
+    AgentStatus,
     ApiCredential,
     BlendingMessages,
     ChatSettings,
@@ -21,6 +22,7 @@ from portal.models import (
     Team,
     WebhookEvent,
 )
+from portal.presence import set_agent_status
 from portal.singletons import SingletonAdmin
 from portal.event_webhooks import retry_now, send_test_event
 
@@ -167,6 +169,19 @@ class ChatShortcutAdmin(admin.ModelAdmin):
         return obj.text if len(obj.text) <= 80 else obj.text[:77] + "…"
 
 
+def save_agent(agent: AgentProfile, form) -> None:
+    """An agent saved from the admin. A status edit goes through portal.presence like the
+    adapter's, so it is stamped and kept in the status history (the monitor's "for how long",
+    the reports' occupancy)."""
+    wanted = agent.status
+    if "status" in form.changed_data:
+        agent.status = form.initial.get("status", AgentStatus.OFFLINE)
+    agent.save()
+    if wanted != agent.status:
+        set_agent_status(agent=agent, status=wanted)
+        agent.refresh_from_db(fields=["status", "status_changed_at"])
+
+
 class AgentProfileInline(admin.StackedInline):
     model = AgentProfile
     can_delete = False
@@ -181,6 +196,15 @@ admin.site.unregister(User)
 @admin.register(User)
 class TernUserAdmin(UserAdmin):
     inlines = [AgentProfileInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not AgentProfile:
+            return super().save_formset(request, form, formset, change)
+        saved = formset.save(commit=False)
+        for inline_form in formset.forms:
+            if inline_form.instance in saved:
+                save_agent(inline_form.instance, inline_form)
+        formset.save_m2m()
 
 
 @admin.register(AgentProfile)
@@ -197,6 +221,9 @@ class AgentProfileAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user").prefetch_related("teams")
+
+    def save_model(self, request, obj, form, change):
+        save_agent(obj, form)
 
     @admin.display(description="teams")
     def team_names(self, obj):

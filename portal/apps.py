@@ -1,6 +1,12 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Portal settings, agents and teams"
+
+    def ready(self):
+        from portal.roles import ensure_supervisors_group
+
+        post_migrate.connect(ensure_supervisors_group, sender=self)

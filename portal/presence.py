@@ -4,7 +4,15 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from portal.models import AgentProfile, AgentStatus
+from portal.models import AgentProfile, AgentStatus, AgentStatusChange
+from portal.realtime import SUPERVISORS, publish_on_commit
+
+
+def _status_changed(agent_ids: list[int], status: str, at) -> None:
+    """The history row of each change (SPEC M1's "for how long", M4's occupancy) and, after
+    commit, one event telling the supervisors' monitor which agents changed."""
+    AgentStatusChange.objects.bulk_create(AgentStatusChange(agent_id=pk, status=status, at=at) for pk in agent_ids)
+    publish_on_commit(SUPERVISORS, {"type": "agent.updated", "agent_ids": sorted(agent_ids), "status": status})
 
 
 def set_agent_status(*, agent: AgentProfile, status: str) -> bool:
@@ -18,6 +26,7 @@ def set_agent_status(*, agent: AgentProfile, status: str) -> bool:
             agent.status = status
             agent.status_changed_at = timezone.now()
             agent.save(update_fields=["status", "status_changed_at"])
+            _status_changed([agent.pk], status, agent.status_changed_at)
     return became_available
 
 
@@ -69,4 +78,5 @@ def sweep_presence(now=None) -> int:
     gone_ids = set(gone.values_list("pk", flat=True))
     if gone_ids:
         gone.filter(pk__in=gone_ids).update(status=AgentStatus.OFFLINE, status_changed_at=now)
+        _status_changed(sorted(gone_ids), AgentStatus.OFFLINE, now)
     return len(stale_ids | gone_ids)

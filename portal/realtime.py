@@ -50,6 +50,9 @@ class EventEncoder(DjangoJSONEncoder):
             return str(o)
 
 
+# The group every supervisor's monitor joins: the chats', calls' and agents' events reach it.
+SUPERVISORS = "supervisors"
+
 def relays_through_database() -> bool:
     return not settings.REDIS_URL and os.environ.get("TERN_PROCESS_ROLE", "") in OFF_WEB_ROLES
 

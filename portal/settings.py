@@ -185,7 +185,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/agent/"
+LOGIN_REDIRECT_URL = "/"  # portal.roles.home: each person to the place for their role
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"

@@ -2,7 +2,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from chats import agent_api
@@ -11,6 +10,7 @@ from chats import simulator
 from chats.calls import urls as urls_calls
 from chats import views as agent_views
 from chats.inbound import twilio_inbound
+from portal import roles
 from portal.health import healthz
 from sms import api as sms_api
 from sms.views import twilio_status
@@ -20,7 +20,7 @@ API = r"^apps/api/v1/"
 ID = r"(?P<chat_id>[^/]+)"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", roles.home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("sms/twilio/inbound/", twilio_inbound, name="twilio-inbound"),

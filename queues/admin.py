@@ -79,6 +79,7 @@ class QueueAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "parent", "position", "menu_keywords", "sms_enabled", "hidden"]}),
         ("Chats", {"fields": ["answer_type", "languages"]}),
         ("Hours of operation", {"fields": ["time_zone", "always_open"]}),
+        ("Reporting", {"fields": ["service_level_seconds", "short_abandon_seconds"]}),
         (
             "Expiration and timeouts (overrides; empty uses the chat settings)",
             {

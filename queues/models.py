@@ -117,6 +117,20 @@ class Queue(models.Model):
     min_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
 
+    # Reporting (SPEC M): what the service level and the abandon rate are measured against.
+    service_level_seconds = models.PositiveIntegerField(
+        "service-level target (seconds)",
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text="A chat assigned within this many seconds of queueing counts as within the service level.",
+    )
+    short_abandon_seconds = models.PositiveIntegerField(
+        "short abandon (seconds)",
+        default=10,
+        help_text="A chat that leaves the queue unassigned within this many seconds is a short abandon: "
+        "counted, but in no rate.",
+    )
+
     objects = QueueQuerySet.as_manager()
 
     class Meta:

@@ -17,6 +17,7 @@ from portal.models.configuration import (  # noqa: F401
 from portal.models.agents import (  # noqa: F401
     AgentStatus,
     AgentProfile,
+    AgentStatusChange,
     Team,
 )
 from portal.models.credentials import (  # noqa: F401

@@ -37,7 +37,10 @@ class AgentProfile(models.Model):
 
     class Meta:
         ordering = ["display_name"]
-        permissions = [("view_full_numbers", "Can see full consumer numbers")]
+        permissions = [
+            ("view_full_numbers", "Can see full consumer numbers"),
+            ("view_monitoring", "Can watch queues and agents live and read reports"),
+        ]
 
     def __str__(self):
         return self.display_name or self.user.get_username()
@@ -52,3 +55,19 @@ class Team(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AgentStatusChange(models.Model):
+    """One row per change of an agent's status, with its time (SPEC M1, M4): the agents board's
+    "for how long" and the reports' occupancy. Written by portal.presence, nowhere else."""
+
+    agent = models.ForeignKey(AgentProfile, on_delete=models.CASCADE, related_name="status_changes")
+    status = models.CharField(max_length=10, choices=AgentStatus.choices)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["agent", "at"]
+        indexes = [models.Index(fields=["agent", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self):
+        return f"{self.agent}: {self.get_status_display()} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -73,6 +73,15 @@ def test_the_demo_agents_have_profiles_and_the_password_demo(seeded, client, use
     assert client.login(username=username, password="demo")
 
 
+def test_sam_is_a_supervisor_not_an_agent_and_lands_on_the_monitor(seeded, client):
+    sam = get_user_model().objects.get(username="sam")
+
+    assert sam.has_perm("portal.view_monitoring") and not sam.is_staff
+    assert not hasattr(sam, "agent")
+    assert client.login(username="sam", password="demo")
+    assert client.get("/")["Location"] == "/monitor/"
+
+
 def test_team_tier_1_holds_alice_and_bob(seeded):
     team = Team.objects.get()
 

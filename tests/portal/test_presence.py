@@ -215,3 +215,30 @@ def test_the_sweep_takes_the_time_it_is_given(agent, clock):
     assert sweep_presence(now=START + dt.timedelta(seconds=OFFLINE_GRACE_SECONDS - 1)) == 0
     assert sweep_presence(now=START + dt.timedelta(seconds=OFFLINE_GRACE_SECONDS + 1)) == 1
     assert fresh(agent).status == AgentStatus.OFFLINE
+
+
+# --- the status history (SPEC M1's "for how long", M4's occupancy) ---------------------------------
+
+
+def history(agent: AgentProfile) -> list[tuple[str, dt.datetime]]:
+    return list(agent.status_changes.values_list("status", "at"))
+
+
+def test_each_status_change_is_kept_with_its_time_and_a_repeat_is_not(agent, clock):
+    later(clock, 5)
+    agent_connected(agent=agent)
+    later(clock, 65)
+    set_agent_status(agent=agent, status=AgentStatus.AWAY)
+    set_agent_status(agent=agent, status=AgentStatus.AWAY)
+    assert history(agent) == [
+        (AgentStatus.AVAILABLE, START + dt.timedelta(seconds=5)),
+        (AgentStatus.AWAY, START + dt.timedelta(seconds=65)),
+    ]
+
+
+def test_the_sweep_keeps_the_offline_change_in_the_history(agent, clock):
+    agent_connected(agent=agent)
+    agent_disconnected(agent=agent)
+    later(clock, OFFLINE_GRACE_SECONDS + 1)
+    sweep_presence()
+    assert history(agent)[-1] == (AgentStatus.OFFLINE, START + dt.timedelta(seconds=OFFLINE_GRACE_SECONDS + 1))

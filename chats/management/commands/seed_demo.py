@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from portal.roles import ensure_supervisors_group
 from portal.models import (
     AgentProfile,
     BlendingMessages,
@@ -89,6 +90,18 @@ def _people(created: list[str]) -> None:
     _note(created, was_created, "team Tier 1")
     if set(team.agents.all()) != set(agents):
         team.agents.add(*agents)
+    _supervisor(created)
+
+
+def _supervisor(created: list[str]) -> None:
+    """Sam, who watches the queues and reads the reports (SPEC M): in the Supervisors group."""
+    user = get_user_model().objects.filter(username="sam").first()
+    if user is None:
+        user = get_user_model().objects.create_user("sam", "sam@example.com", "demo", first_name="Sam")
+        created.append("sam")
+    group = ensure_supervisors_group()
+    if not user.groups.filter(pk=group.pk).exists():
+        user.groups.add(group)
 
 
 def _numbers(created: list[str]) -> dict[str, PhoneNumber]:
