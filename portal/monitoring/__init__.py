@@ -1,0 +1,1 @@
+"""The supervisors' side (SPEC M): metric definitions, the live monitor, its socket."""

@@ -1,0 +1,141 @@
+"""Every figure supervisors read, defined once (SPEC M) and computed by the database.
+
+The live monitor, the reports, their CSV and the API all build on these expressions; none of
+them loops over chats in Python. The definitions (a report's footnote quotes DEFINITIONS):
+
+- wait: assigned_at − queued_at, or ends_at − queued_at for a chat that left the queue unassigned;
+- first response: the first agent message after assigned_at − assigned_at (outbound chats: none);
+- handle time: ends_at − assigned_at of a finished chat (per agent: their participation's span);
+- abandoned: queued, never assigned, finished; a short abandon left within the queue's
+  short-abandon seconds and counts in no rate;
+- service level: assigned within the queue's target ÷ (assigned + abandoned − short abandons);
+- abandon rate: (abandoned − short abandons) ÷ the same.
+
+Which chats count: a queue's figures for a period are those of the chats queued in it in that
+period (queued_at), the moment a chat was offered."""
+from __future__ import annotations
+
+from django.db.models import (
+    Avg,
+    Count,
+    DateTimeField,
+    F,
+    FloatField,
+    Func,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
+
+from chats.models import Author, ChatStatus, Message, StartType
+
+DEFINITIONS = [
+    ("Wait", "Queued until assigned, or until the chat left the queue unassigned."),
+    ("First response", "Assigned until the agent's first message (outbound chats have none)."),
+    ("Handle time", "Assigned until the chat ended."),
+    ("Abandoned", "Left the queue unassigned (expired, EXIT, STOP)."),
+    ("Short abandon", "Abandoned within the queue's short-abandon seconds; in no rate."),
+    ("Service level", "Assigned within the queue's target ÷ (assigned + abandoned − short abandons)."),
+    ("Abandon rate", "(Abandoned − short abandons) ÷ (assigned + abandoned − short abandons)."),
+    ("Occupancy", "An agent's time with at least one chat ÷ their time available or with chats."),
+]
+
+
+class SecondsBetween(Func):
+    """`later − earlier` in seconds, as a float, on PostgreSQL and SQLite alike."""
+
+    output_field = FloatField()
+    arity = 2
+
+    def as_sql(self, compiler, connection, **extra):
+        return super().as_sql(
+            compiler, connection, template="EXTRACT(EPOCH FROM (%(expressions)s))::double precision",
+            arg_joiner=" - ", **extra,
+        )
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return super().as_sql(
+            # julianday() is a float of days: rounded to the millisecond, its noise goes.
+            compiler, connection, template="round((julianday(%(expressions)s)) * 86400.0, 3)",
+            arg_joiner=") - julianday(", **extra,
+        )
+
+
+# --- one chat's figures (annotations) -------------------------------------------------------------
+
+WAIT = SecondsBetween(Coalesce("assigned_at", "ends_at"), "queued_at")
+HANDLE = SecondsBetween("ends_at", "assigned_at")
+
+
+def first_agent_message_at():
+    return Subquery(
+        Message.objects.filter(chat=OuterRef("pk"), author=Author.AGENT, created_at__gte=OuterRef("assigned_at"))
+        .order_by("created_at")
+        .values("created_at")[:1],
+        output_field=DateTimeField(),
+    )
+
+
+FIRST_RESPONSE = SecondsBetween(first_agent_message_at(), "assigned_at")
+
+# --- the conditions, written once -----------------------------------------------------------------
+
+OFFERED = Q(queued_at__isnull=False)
+ASSIGNED = Q(queued_at__isnull=False, assigned_at__isnull=False)
+ABANDONED = Q(queued_at__isnull=False, assigned_at__isnull=True, status=ChatStatus.FINISHED)
+HANDLED = Q(assigned_at__isnull=False, ends_at__isnull=False, status=ChatStatus.FINISHED)
+ANSWERED_BY_AGENT = Q(assigned_at__isnull=False) & ~Q(start_type=StartType.OUTBOUND)
+
+
+def _short_abandon() -> Q:
+    return ABANDONED & Q(wait__lt=F("queue__short_abandon_seconds"))
+
+
+def _within_target() -> Q:
+    return ASSIGNED & Q(wait__lte=F("queue__service_level_seconds"))
+
+
+def queue_counts() -> dict:
+    """The aggregates behind a queue's figures, by name, over chats annotated `with_wait()`:
+    grouped as the caller wants (per queue, per day) or over a whole queryset."""
+    return {
+        "offered": Count("pk", filter=OFFERED),
+        "assigned": Count("pk", filter=ASSIGNED),
+        "abandoned": Count("pk", filter=ABANDONED),
+        "short_abandoned": Count("pk", filter=_short_abandon()),
+        "within_target": Count("pk", filter=_within_target()),
+        "average_wait_seconds": Avg("wait", filter=ASSIGNED | ABANDONED),
+        "longest_wait_seconds": Max("wait", filter=ASSIGNED | ABANDONED),
+    }
+
+
+def with_wait(chats):
+    return chats.annotate(wait=WAIT)
+
+
+def rates(row: dict) -> dict:
+    """Service level and abandon rate (percent, one decimal; None when nothing counts yet) from a
+    row of queue_counts(): arithmetic on the database's counts, not a pass over chats."""
+    counted = row["assigned"] + row["abandoned"] - row["short_abandoned"]
+    if counted <= 0:
+        return {"service_level": None, "abandon_rate": None}
+    return {
+        "service_level": round(100.0 * row["within_target"] / counted, 1),
+        "abandon_rate": round(100.0 * (row["abandoned"] - row["short_abandoned"]) / counted, 1),
+    }
+
+
+def queue_figures(chats, *, by=("queue_id",)) -> list[dict]:
+    """Per group of `by` (default per queue): offered, assigned, abandoned, short abandons,
+    within target, average and longest wait, service level and abandon rate."""
+    rows = with_wait(chats.filter(OFFERED)).values(*by).annotate(**queue_counts()).order_by(*by)
+    return [{**row, **rates(row), **_rounded(row)} for row in rows]
+
+
+def _rounded(row: dict) -> dict:
+    return {
+        key: (round(row[key], 1) if row.get(key) is not None else None)
+        for key in ("average_wait_seconds", "longest_wait_seconds")
+    }
