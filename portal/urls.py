@@ -12,6 +12,7 @@ from chats import views as agent_views
 from chats.inbound import twilio_inbound
 from portal import roles
 from portal.health import healthz
+from portal.monitoring import urls as urls_monitoring
 from sms import api as sms_api
 from sms.views import twilio_status
 
@@ -66,3 +67,5 @@ urlpatterns = [
 
 # Blended SMS (SPEC B1–B3): Twilio Voice webhooks, the JSON IVR API, the agent's call actions.
 urlpatterns += urls_calls.urlpatterns
+# The supervisors' live monitor (SPEC M1–M3).
+urlpatterns += urls_monitoring.urlpatterns

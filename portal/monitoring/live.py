@@ -154,7 +154,7 @@ def chat_list(
     Previous (ended, newest first), searchable by number, agent or text, a page at a time."""
     now = now or timezone.now()
     held = Exists(Message.objects.filter(chat=OuterRef("pk"), outbound__status=MessageStatus.HELD))
-    chats = Chat.objects.select_related("agent").annotate(wait=metrics.WAIT, handle=metrics.HANDLE)
+    chats = annotated_chats()
     if which == "future":
         chats = chats.filter(held, status__in=ACTIVE_STATUSES).order_by("created_at")
     elif which == "previous":
@@ -178,7 +178,13 @@ def chat_list(
     }
 
 
-def chat_row(chat: Chat, queue_names: dict[int, str], *, masked: bool, now) -> dict:
+def annotated_chats():
+    """Chats with what a row shows: their agent, wait and handle time (metrics' definitions)."""
+    return Chat.objects.select_related("agent").annotate(wait=metrics.WAIT, handle=metrics.HANDLE)
+
+
+def chat_row(chat: Chat, queue_names: dict[int, str], *, masked: bool, now=None) -> dict:
+    now = now or timezone.now()
     waiting = chat.status == ChatStatus.QUEUED and chat.queued_at
     return {
         "id": chat.pk,
@@ -189,6 +195,8 @@ def chat_row(chat: Chat, queue_names: dict[int, str], *, masked: bool, now) -> d
         "type": chat.get_chat_type_display(),
         "agent": str(chat.agent) if chat.agent else "",
         "created_at": chat.created_at,
+        "queued_at": chat.queued_at,
+        "waiting": bool(waiting),
         "wait_seconds": round((now - chat.queued_at).total_seconds()) if waiting else _whole(chat.wait),
         "handle_seconds": _whole(chat.handle),
         "finish_reason": chat.get_finish_reason_display() if chat.finish_reason else "",
