@@ -230,6 +230,7 @@ class Command(BaseCommand):
             "Tern is running.",
             f"  Admin            {base}/admin/            admin / admin",
             f"  Agent adapter    {base}/agent/            alice / demo, bob / demo",
+            f"  Monitor          {base}/monitor/          sam / demo (supervisor; admin too)",
             f"  Phone simulator  {base}/simulator/",
             f"  API docs         {base}/apps/api/v1/docs/",
             f"  Health           {base}/healthz",
