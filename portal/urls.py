@@ -13,6 +13,7 @@ from chats.inbound import twilio_inbound
 from portal import roles
 from portal.health import healthz
 from portal.monitoring import urls as urls_monitoring
+from portal.reports import urls as urls_reports
 from sms import api as sms_api
 from sms.views import twilio_status
 
@@ -69,3 +70,5 @@ urlpatterns = [
 urlpatterns += urls_calls.urlpatterns
 # The supervisors' live monitor (SPEC M1–M3).
 urlpatterns += urls_monitoring.urlpatterns
+# The supervisors' reports, their CSV and their API (SPEC M4).
+urlpatterns += urls_reports.urlpatterns

@@ -80,13 +80,31 @@ def first_agent_message_at():
 
 FIRST_RESPONSE = SecondsBetween(first_agent_message_at(), "assigned_at")
 
+# --- one agent's stint in a chat (a Participant of type agent: connected until ended) -------------
+# The same definitions for one agent: a transferred chat gives each agent their own stint.
+
+STINT_HANDLE = SecondsBetween("ended_at", "connected_at")
+
+
+def _stint_first_message_at():
+    return Subquery(
+        Message.objects.filter(
+            chat=OuterRef("chat_id"), agent=OuterRef("agent_id"), author=Author.AGENT, created_at__gte=OuterRef("connected_at")
+        )
+        .order_by("created_at")
+        .values("created_at")[:1],
+        output_field=DateTimeField(),
+    )
+
+
+STINT_FIRST_RESPONSE = SecondsBetween(_stint_first_message_at(), "connected_at")
+STINT_ANSWERED = ~Q(chat__start_type=StartType.OUTBOUND)  # an outbound chat has no first response
+
 # --- the conditions, written once -----------------------------------------------------------------
 
 OFFERED = Q(queued_at__isnull=False)
 ASSIGNED = Q(queued_at__isnull=False, assigned_at__isnull=False)
 ABANDONED = Q(queued_at__isnull=False, assigned_at__isnull=True, status=ChatStatus.FINISHED)
-HANDLED = Q(assigned_at__isnull=False, ends_at__isnull=False, status=ChatStatus.FINISHED)
-ANSWERED_BY_AGENT = Q(assigned_at__isnull=False) & ~Q(start_type=StartType.OUTBOUND)
 
 
 def _short_abandon() -> Q:

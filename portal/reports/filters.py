@@ -50,12 +50,12 @@ class ReportFilters:
                 values[key] = str(value)
         return values
 
-    def chats(self, chats, *, time_field: str = "created_at", agent_field: str = "agent"):
-        """`chats` (or rows related to chats, through `agent_field` and the queue) narrowed to
-        the range and the filters."""
+    def chats(self, chats, *, time_field: str = "created_at", agent_field: str = "agent", queue_field: str = "queue"):
+        """`chats` (or rows related to chats: participants, transcript entries, calls, through
+        `agent_field` and `queue_field`) narrowed to the range and the filters."""
         chats = chats.filter(**{f"{time_field}__gte": self.since, f"{time_field}__lt": self.until})
         if self.queue_id:
-            chats = chats.filter(queue_id=self.queue_id)
+            chats = chats.filter(**{f"{queue_field}_id": self.queue_id})
         if self.agent_id:
             chats = chats.filter(**{f"{agent_field}_id": self.agent_id})
         if self.team_id:

@@ -1,4 +1,6 @@
 """Figures as supervisors read them: durations as 0:42, 12:05, 1:02:07; rates as 93.5 %."""
+from urllib.parse import urlencode
+
 from django import template
 
 register = template.Library()
@@ -18,3 +20,29 @@ def duration(seconds) -> str:
 @register.filter
 def percent(value) -> str:
     return "–" if value is None else f"{value:.1f} %"
+
+
+@register.filter
+def cell(value, kind: str) -> str:
+    """A report's cell as the page shows it (the CSV writes the raw value)."""
+    if value is None or value == "":
+        return "–"
+    if kind == "seconds":
+        return duration(value)
+    if kind == "percent":
+        return percent(value)
+    if kind == "datetime":
+        return value.strftime("%Y-%m-%d %H:%M")
+    if kind == "date":
+        return value.isoformat()
+    return str(value)
+
+
+@register.filter
+def get(row: dict, key: str):
+    return row.get(key)
+
+
+@register.filter
+def urlencode_dict(values: dict) -> str:
+    return urlencode(values or {})
