@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from chats.demo_history import seed_history
 from portal.roles import ensure_supervisors_group
 from portal.models import (
     AgentProfile,
@@ -40,6 +41,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             created = seed_demo()
+            history = seed_history(incoming=INCOMING_NUMBER, outbound=OUTBOUND_NUMBER)
+            if history:
+                created.append(f"a week of history for the reports ({history} chats)")
         if created:
             self.stdout.write(f"Demo data created: {', '.join(created)}.")
         else:
