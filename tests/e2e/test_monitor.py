@@ -63,3 +63,44 @@ def test_sam_watches_a_chat_wait_and_alice_take_it_without_a_reload(pages, consu
     out = django_settings.BASE_DIR / "docs" / "screenshots" if os.environ.get("TERN_SCREENSHOTS") else tmp_path
     expect(sam.locator("#connection")).to_have_text("Live")
     sam.screenshot(path=str(out / "monitor.png"), full_page=True)
+
+
+def test_sam_reads_a_report_changes_the_range_opens_a_bar_and_downloads_the_csv(pages, live, tmp_path):
+    import datetime as dt
+    import re
+
+    from django.utils import timezone
+
+    from chats.demo_history import seed_history
+    from chats.management.commands.seed_demo import INCOMING_NUMBER, OUTBOUND_NUMBER
+
+    seed_history(incoming=INCOMING_NUMBER, outbound=OUTBOUND_NUMBER)
+    today = timezone.localdate()
+    sam = pages.new((1440, 1000))
+    pages.login(sam, "sam", next_path="/reports/queues/")
+    expect(sam.locator("h1")).to_have_text("Queues")
+
+    sam.fill('input[name="start"]', (today - dt.timedelta(days=7)).isoformat())
+    sam.fill('input[name="end"]', (today - dt.timedelta(days=1)).isoformat())
+    sam.get_by_role("button", name="Show").click()
+    expect(sam).to_have_url(re.compile(r"start=" + (today - dt.timedelta(days=7)).isoformat()))
+    expect(sam.locator("#report-table tbody tr")).to_have_count(2)
+    expect(sam.locator("#report-table")).to_contain_text("Support › Billing")
+
+    # The Billing bar opens the chats behind it: Individual Chat History narrowed to Billing.
+    sam.locator('#report-chart a.bar[data-label="Support › Billing"]').click()
+    expect(sam).to_have_url(re.compile(r"/reports/chat-history/\?.*queue=\d+"))
+    rows = sam.locator("#report-table tbody tr")
+    expect(rows.first).to_contain_text("Support › Billing")
+    assert "Support › Tech" not in sam.locator("#report-table").inner_text()
+
+    with sam.expect_download() as download:
+        sam.locator("#csv-link").click()
+    assert re.fullmatch(r"tern-chat-history-\d{4}-\d\d-\d\d-to-\d{4}-\d\d-\d\d\.csv", download.value.suggested_filename)
+    lines = open(download.value.path(), encoding="utf-8-sig").read().splitlines()
+    assert lines[0].startswith("Chat,Started,Consumer") and len(lines) > 1
+
+    sam.goto(pages.server.url + "/reports/calls-chats/?" + f"start={(today - dt.timedelta(days=7)).isoformat()}")
+    expect(sam.locator("#heatmap")).to_be_visible()
+    out = django_settings.BASE_DIR / "docs" / "screenshots" if os.environ.get("TERN_SCREENSHOTS") else tmp_path
+    sam.screenshot(path=str(out / "report.png"), full_page=True)
