@@ -10,6 +10,7 @@ urlpatterns = [
     path("monitor/agents/", views.agents_page, name="monitor-agents"),
     path("monitor/chats/", views.chats_page, name="monitor-chats"),
     path("monitor/chats/<int:chat_id>/", views.chat_page, name="monitor-chat"),
+    path("monitor/messages/", views.messages_page, name="monitor-messages"),
     path("monitor/state", views.state, name="monitor-state"),
 ]
 

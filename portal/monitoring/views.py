@@ -17,8 +17,11 @@ from chats.serializers import masks_numbers_for, number_as_shown
 from chats.views import adapter_policy
 from portal.models import Team
 from portal.monitoring import live
+from portal.monitoring import messages as tracking
+from portal.reports.filters import ReportError
 from portal.roles import can_monitor
 from queues.models import Queue
+from sms.models import MessageStatus, PhoneNumber
 
 
 def supervisors_only(view):
@@ -113,3 +116,28 @@ def chat_page(request, chat_id: int):
 @supervisors_only
 def state(request):
     return JsonResponse(live.monitor_state(masked=masks_numbers_for(request.user)), encoder=DjangoJSONEncoder)
+
+
+@supervisors_only
+def messages_page(request):
+    """M6: what happened to the texts the portal sent, for a range."""
+    context = {
+        "numbers": PhoneNumber.objects.order_by("number"),
+        "queue_names": sorted(Queue.objects.full_names().items(), key=lambda item: item[1]),
+        "statuses": MessageStatus.choices,
+        "params": request.GET,
+    }
+    try:
+        f = tracking.parse_message_filters(request.GET)
+    except ReportError as error:
+        response = _live(request, "messages", "Messages", {**context, "error": str(error)})
+        response.status_code = 400
+        return response
+    context |= {
+        "f": f,
+        "query": f.query(),
+        "counts": tracking.status_counts(f),
+        "totals": tracking.problem_totals(f),
+        "listing": tracking.message_list(f, page=_int(request.GET.get("page")) or 1, masked=masks_numbers_for(request.user)),
+    }
+    return _live(request, "messages", "Messages", context)

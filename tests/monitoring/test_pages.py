@@ -9,7 +9,7 @@ from tests.factories import make_agent, make_available_agent, make_number, make_
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["/monitor/", "/monitor/queues/", "/monitor/agents/", "/monitor/chats/", "/monitor/state"]
+PAGES = ["/monitor/", "/monitor/queues/", "/monitor/agents/", "/monitor/chats/", "/monitor/messages/", "/monitor/state"]
 
 
 @pytest.fixture
