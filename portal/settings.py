@@ -189,7 +189,8 @@ LOGIN_REDIRECT_URL = "/"  # portal.roles.home: each person to the place for thei
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The portal's time zone: "today" on the monitor, the reports' days, the heatmap's hours.
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 

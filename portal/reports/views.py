@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 
+from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -46,7 +47,8 @@ def rows_for(report: Report, filters: ReportFilters, *, masked: bool, page: int 
 
 @supervisors_only
 def index(request):
-    return render(request, "reports/index.html", {"reports": REPORTS.values(), "section": "reports", "title": "Reports"})
+    context = {"reports": REPORTS.values(), "section": "reports", "title": "Reports", "time_zone": settings.TIME_ZONE}
+    return render(request, "reports/index.html", context)
 
 
 @supervisors_only
