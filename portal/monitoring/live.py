@@ -107,8 +107,9 @@ def agents_now(
         agents = agents.filter(teams=team_id)
     if queue_id:
         agents = agents.filter(Q(queues=queue_id) | Q(teams__queues=queue_id)).distinct()
-    agents = agents.annotate(
-        in_progress=Count("chats", filter=Q(chats__status__in=IN_PROGRESS), distinct=True),
+    held = dict(
+        Chat.objects.filter(status__in=IN_PROGRESS, agent__isnull=False)
+        .values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n")
     )
     today = {
         row["agent_id"]: row
@@ -118,10 +119,10 @@ def agents_now(
         .order_by()
     }
     names = names or Queue.objects.full_names()
-    return [_agent_row(agent, today.get(agent.pk, {}), names, now) for agent in agents]
+    return [_agent_row(agent, held.get(agent.pk, 0), today.get(agent.pk, {}), names, now) for agent in agents]
 
 
-def _agent_row(agent: AgentProfile, today: dict, names: dict[int, str], now) -> dict:
+def _agent_row(agent: AgentProfile, in_progress: int, today: dict, names: dict[int, str], now) -> dict:
     queue_ids = {q.pk for q in agent.queues.all()} | {q.pk for t in agent.teams.all() for q in t.queues.all()}
     average = today.get("average_handle")
     return {
@@ -133,7 +134,7 @@ def _agent_row(agent: AgentProfile, today: dict, names: dict[int, str], now) -> 
         "status_since": agent.status_changed_at,
         "status_seconds": max(0, round((now - agent.status_changed_at).total_seconds())),
         "adapter_open": agent.connection_count > 0,
-        "chats_in_progress": agent.in_progress,
+        "chats_in_progress": in_progress,
         "capacity": agent.max_concurrent_chats,
         "answered_today": today.get("answered", 0),
         "average_handle_seconds": round(average) if average is not None else None,

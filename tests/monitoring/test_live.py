@@ -114,3 +114,16 @@ def test_the_monitor_s_state_costs_the_same_queries_for_two_queues_or_twenty(sup
     assert count() == small
     with django_assert_max_num_queries(12):
         live.monitor_state()
+
+
+def test_a_chat_whose_text_is_held_for_quiet_hours_is_in_the_future_list(support):
+    from sms.models import OutboundMessage
+
+    alice, billing, number = support["alice"], support["billing"], support["number"]
+    held = assigned_to(alice, billing, number, "+15551230000", queued_seconds_ago=10, wait=1)
+    text = OutboundMessage.objects.create(to_number=held.consumer_number, from_number=number.number, body="Hi", status="held")
+    Message.objects.create(chat=held, author="agent", body="Hi", outbound=text)
+    assigned_to(alice, billing, number, "+15551230001", queued_seconds_ago=10, wait=1)
+
+    assert [c["id"] for c in live.chat_list("future")["chats"]] == [held.pk]
+    assert len(live.chat_list("ongoing")["chats"]) == 2
