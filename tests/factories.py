@@ -34,6 +34,17 @@ def make_agent(username: str = "agent", **kw) -> AgentProfile:
     return AgentProfile.objects.create(user=user, **kw)
 
 
+def make_supervisor(username: str = "sam"):
+    """A Django user (password 'demo') in the Supervisors group: portal.view_monitoring (SPEC M)."""
+    from django.contrib.auth.models import Group
+
+    from portal.roles import SUPERVISORS_GROUP
+
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", "demo")
+    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
+    return user
+
+
 def make_team(name: str = "Tier 1", agents=(), **kw) -> Team:
     team = Team.objects.create(name=name, **kw)
     if agents:

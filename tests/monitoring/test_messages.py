@@ -4,10 +4,8 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
 
 from chats.models import Chat, Message
-from portal.roles import SUPERVISORS_GROUP
 from sms.models import MessageStatusEvent, OutboundMessage
 from tests.factories import make_number, make_queue, page_text
 
@@ -16,13 +14,6 @@ pytestmark = pytest.mark.django_db
 DAY = dt.datetime(2030, 3, 4, 12, tzinfo=dt.timezone.utc)
 RANGE = {"start": "2030-03-04", "end": "2030-03-04"}
 
-
-@pytest.fixture
-def sam(client, django_user_model):
-    user = django_user_model.objects.create_user("sam", password="demo")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -1,23 +1,14 @@
 """The monitor's pages (SPEC M1–M3, issue 13 items 1 and 3): supervisors and admins only, each
 page rendered with its figures, its live part alone on ?fragment=1, numbers masked."""
 import pytest
-from django.contrib.auth.models import Group
 
 from chats.models import Message
-from portal.roles import SUPERVISORS_GROUP
 from tests.factories import make_agent, make_available_agent, make_number, make_queue, make_queued_chats, page_text
 
 pytestmark = pytest.mark.django_db
 
 PAGES = ["/monitor/", "/monitor/queues/", "/monitor/agents/", "/monitor/chats/", "/monitor/messages/", "/monitor/state"]
 
-
-@pytest.fixture
-def sam(client, django_user_model):
-    user = django_user_model.objects.create_user("sam", password="demo")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

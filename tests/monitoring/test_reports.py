@@ -8,13 +8,12 @@ import re
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from chats.models import Call, Chat, ChatStatus, ChatType, Message, Participant, ParticipantType, StartType, Transfer
 from portal.models import AgentStatusChange
 from portal.reports.definitions import REPORTS
-from portal.roles import SUPERVISORS_GROUP
 from tests.api_client import make_api
 from tests.factories import make_agent, make_number, make_queue, make_team
 
@@ -34,13 +33,6 @@ def clock():
     with time_machine.travel(dt.datetime(2030, 3, 6, 12, tzinfo=dt.timezone.utc), tick=False):
         yield
 
-
-@pytest.fixture
-def sam(client, django_user_model):
-    user = django_user_model.objects.create_user("sam", password="demo")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
 
@@ -17,8 +16,7 @@ from portal.monitoring.consumers import CLOSE_NOT_A_SUPERVISOR, CLOSE_UNAUTHENTI
 from portal.models import AgentStatus
 from portal.presence import set_agent_status
 from portal.realtime import SUPERVISORS
-from portal.roles import SUPERVISORS_GROUP
-from tests.factories import make_agent
+from tests.factories import make_agent, make_supervisor
 from tests.layers import fresh_channel_layer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,10 +28,8 @@ def channel_layer(settings):
 
 
 @pytest.fixture
-def sam(django_user_model):
-    user = django_user_model.objects.create_user("sam", password="demo")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    return user
+def sam(db):
+    return make_supervisor("sam")
 
 
 def _cookie(username: str) -> bytes:

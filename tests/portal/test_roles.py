@@ -2,20 +2,17 @@
 group; `/` sends each person to the place for their role; the admin links to those places; an
 agent's status edited in the admin is kept in the status history like the adapter's."""
 import pytest
-from django.contrib.auth.models import Group
 
 from portal.models import AgentStatus
-from portal.roles import SUPERVISORS_GROUP, can_monitor
-from tests.factories import admin_page_data, make_agent
+from portal.roles import can_monitor
+from tests.factories import admin_page_data, make_agent, make_supervisor
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def supervisor(django_user_model):
-    user = django_user_model.objects.create_user("sam", password="demo")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    return user
+def supervisor():
+    return make_supervisor("sam")
 
 
 def test_the_supervisors_group_exists_after_migrate_and_grants_monitoring(supervisor, django_user_model):
