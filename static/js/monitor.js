@@ -1,18 +1,29 @@
 // The supervisors' live monitor (SPEC M1–M3). The server renders each table; this script keeps
 // them current: /ws/monitor/ says what changed (coalesced, a few frames a second at most) and the
 // page reads its live part again (?fragment=1), replacing the tables marked data-live. One read
-// at a time; changes heard during a read cause one more read after it. After a reconnect the
-// page reads everything again, so what was missed while the socket was down is not lost.
+// at a time and at most one a second (a burst must not become every supervisor reading the
+// figures several times a second); changes heard meanwhile cause one more read after it. After a
+// reconnect the page reads everything again, so what was missed while the socket was down is not
+// lost.
 const live = document.getElementById("live");
 const connection = document.getElementById("connection");
 const chatId = live && live.dataset.chatId ? Number(live.dataset.chatId) : null;
 
+const READ_EVERY_MS = 1000;
 let reading = false;
 let readAgain = false;
+let lastRead = 0;
+let waiting = null;
 
 export async function refresh() {
   if (reading) { readAgain = true; return; }
+  const early = lastRead + READ_EVERY_MS - Date.now();
+  if (early > 0) {
+    if (!waiting) waiting = setTimeout(() => { waiting = null; refresh(); }, early);
+    return;
+  }
   reading = true;
+  lastRead = Date.now();
   try {
     const url = new URL(window.location.href);
     url.searchParams.set("fragment", "1");
