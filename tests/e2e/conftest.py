@@ -144,6 +144,7 @@ def asgi_server(django_db_setup):
         # to carry; its 0.3 s database poll would only fail between tests, when pytest-django
         # blocks database access, and fill the logs.
         patch.setattr("chats.consumers.ensure_relay", lambda: None)
+        patch.setattr("portal.monitoring.consumers.ensure_relay", lambda: None)  # the supervisors' socket
         # Each ASGI request runs in a thread of its own, so a persistent connection is never
         # reused there; it only lingers until garbage collection and keeps PostgreSQL from
         # dropping the test database at the end. Close them at the end of each request.
