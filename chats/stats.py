@@ -10,9 +10,11 @@ from chats.models import Chat, ChatStatus
 from portal.models import AgentProfile
 
 
-def _today_start() -> dt.datetime:
-    now = timezone.localtime()
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def today_start(now: dt.datetime | None = None) -> dt.datetime:
+    """Midnight today in the portal's time zone (settings.TIME_ZONE): where "today" starts for
+    the adapter's stats and the supervisors' monitor alike."""
+    local = timezone.localtime(now or timezone.now())
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _figures(chats) -> tuple[int, float]:
@@ -26,7 +28,7 @@ def _figures(chats) -> tuple[int, float]:
 
 
 def agent_stats(agent: AgentProfile) -> dict:
-    since = _today_start()
+    since = today_start()
     today = Chat.objects.filter(assigned_at__gte=since)
     mine_answered, mine_duration = _figures(today.filter(agent=agent))
     team_agent_ids = set(AgentProfile.objects.filter(teams__agents=agent).values_list("pk", flat=True)) or {agent.pk}

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from chats.models import ACTIVE_STATUSES, Chat, ChatStatus, ChatType, Message, Participant, ParticipantType
 from chats.serializers import number_as_shown
+from chats.stats import today_start
 from portal.models import AgentProfile
 from portal.monitoring import metrics
 from queues.models import Queue
@@ -17,12 +18,6 @@ from sms.models import MessageStatus
 
 IN_PROGRESS = [ChatStatus.ASSIGNED, ChatStatus.DISMISSED]
 CHATS_PER_PAGE = 50
-
-
-def today_start(now: dt.datetime | None = None) -> dt.datetime:
-    """Midnight today in the portal's time zone (settings.TIME_ZONE)."""
-    local = timezone.localtime(now or timezone.now())
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 class CountOf(Subquery):
