@@ -73,11 +73,17 @@ class ReportFilters:
         return agents
 
 
+EARLIEST, LATEST = dt.date(1970, 1, 1), dt.date(9998, 12, 31)  # midnights every time zone can hold
+
+
 def _date(value: str, name: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError:
         raise ReportError(f"{name} must be a date written YYYY-MM-DD, not {value!r}.") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ReportError(f"{name} must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}, not {value!r}.")
+    return day
 
 
 def _id(value: str, name: str, model) -> int | None:

@@ -170,6 +170,7 @@ def test_the_csv_the_table_and_the_api_hold_the_same_rows(sam, api, day_of_work,
         ({"start": "yesterday"}, "start must be a date written YYYY-MM-DD, not 'yesterday'."),
         ({"start": "2029-01-01", "end": "2030-03-01"}, "The range is 425 days; a report covers at most 366."),
         ({"queue": "99"}, "There is no queue with id 99."),
+        ({"start": "9999-12-31", "end": "9999-12-31"}, "end must be between 1970-01-01 and 9998-12-31, not '9999-12-31'."),
         ({"agent": "x"}, "agent must be the id of a agent, not 'x'."),
     ],
 )
