@@ -8,32 +8,8 @@ from django.db.models import Count
 
 from chats import intake
 from chats.models import Call, Chat, ChatEvent, Message
+from portal.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from sms.models import InboundMessage, InboundState
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History: viewed, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class MessageInline(ReadOnlyInline):

@@ -276,7 +276,10 @@ class ContactView(AgentView):
             contact = CrmContact.objects.filter(pk=data.validated_data["contact_id"], phone_number=chat.consumer_number).first()
             if contact is None:
                 raise ChatActionError("That contact does not have this consumer's number.", code="invalid")
-        crm_records.choose_chat_contact(chat=chat, contact=contact, new_name=data.validated_data.get("new_name", ""))
+        new_name = data.validated_data.get("new_name", "").strip()
+        if contact is None and not new_name:
+            raise ChatActionError("Enter the new contact's name.", code="invalid")
+        crm_records.choose_chat_contact(chat=chat, contact=contact, new_name=new_name)
         return self.get(request, chat_id)
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from chats.models import (
     Chat,
 )
+from chats import transcript
 from chats.states import save_and_announce
 from portal import crm
 
@@ -35,18 +36,14 @@ def close_crm_record(chat: Chat) -> None:
     record = chat.crm_record
     crm.add_entry(record, "chat_ended", f"Chat ended: {chat.finish_reason} by {chat.disconnected_by}")
     # The full transcript with the consumer's pictures and videos (SPEC S12).
-    lines = []
-    for m in chat.messages.order_by("created_at", "pk").prefetch_related("media"):
-        line = {"at": m.created_at.isoformat(), "author": m.author, "body": m.body}
-        media = [{"content_type": item.content_type, "file": item.file.name} for item in m.media.all() if item.file]
-        if media:
-            line["media"] = media
-        lines.append(line)
+    lines = transcript.transcript_lines(chat)
     crm.add_entry(record, "transcript", "\n".join(_transcript_line(line) for line in lines), lines=lines)
 
 
 def _transcript_line(line: dict) -> str:
-    attachments = " ".join(f"<{item['content_type']}: {item['file']}>" for item in line.get("media", []))
+    attachments = " ".join(
+        f"<{item['content_type']}: {item['file']}>" if item["file"] else f"<{item['content_type']}>" for item in line.get("media", [])
+    )
     return " ".join(part for part in (f"[{line['author']}]", line["body"], attachments) if part)
 
 

@@ -1,7 +1,8 @@
 """A week of made-up history for the demo's reports (issue 13): `manage.py seed_demo` adds it
 once, so a person who signs in as sam finds every report filled. Deterministic (one seeded
 random generator); the seven days before today, none of today (the live monitor's "today" and
-the adapter's stats start empty). Every chat is finished; nothing is sent (the portal's texts
+the adapter's stats start empty). Every chat is finished, the latest served ones with their CRM records; one
+consumer is on the do-not-contact list. Nothing is sent (the portal's texts
 are written delivered, as if long gone). Consumer numbers +1555099xxxx mark it."""
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ from chats.models import (
     StartType,
     Transfer,
 )
-from portal.models import AgentProfile, AgentStatus, AgentStatusChange
+from chats.crm_records import close_crm_record, open_crm_record
+from portal.models import AgentProfile, AgentStatus, AgentStatusChange, CrmContact, CrmEntry, CrmRecord
 from queues.models import Queue
-from sms.models import MessageStatus, MessageStatusEvent, OutboundMessage, PhoneNumber
+from sms.models import ConsentSource, MessageStatus, MessageStatusEvent, OutboundMessage, PhoneNumber
+from sms.pipeline import add_do_not_contact
 
 HISTORY_PREFIX = "+1555099"
+CRM_RECORDS = 12  # the latest served chats get records: enough to browse, quick to seed
+CONTACT_NAMES = ["Dana Scully", "Fox Mulder", "Walter Skinner", "Monica Reyes", "John Doggett", "Melvin Frohike", "Ringo Langly"]
 DAYS = 7
 
 
@@ -203,4 +208,22 @@ class _Plan:
             Transfer(chat=chat, from_agent=giver, to_agent=taker, status=Transfer.Status.ENDED, began_at=at, ended_at=at)
             for chat, giver, taker, at in self.transfers
         )
+        self._crm_and_consent()
         return len(self.chats)
+
+    def _crm_and_consent(self) -> None:
+        """The CRM records an agent's chats leave (contacts, the transcript as posted), a few
+        contacts with names, and one consumer who texted STOP: the admin's CRM pages and the
+        do-not-contact list have something to show."""
+        served = [chat for chat, stints, _ in self.chats if stints][-CRM_RECORDS:]
+        for chat in served:
+            open_crm_record(chat)
+            close_crm_record(chat)
+            CrmRecord.objects.filter(pk=chat.crm_record_id).update(created_at=chat.assigned_at, updated_at=chat.ends_at)
+            CrmEntry.objects.filter(record_id=chat.crm_record_id).update(at=chat.ends_at)
+        for chat, name in zip(served[::2], CONTACT_NAMES):
+            CrmContact.objects.filter(records__chats=chat).update(name=name, email=f"{name.split()[0].lower()}@example.com")
+        if served:
+            add_do_not_contact(
+                consumer_number=served[-1].consumer_number, portal_number=self.number.number, source=ConsentSource.STOP, text="STOP"
+            )

@@ -119,14 +119,19 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
             services.end_chat(
                 chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_STOPPED, notify_consumer=False
             )
-        if add_do_not_contact(consumer_number=consumer, portal_number=number.number, source="stop"):
+        added = add_do_not_contact(
+            consumer_number=consumer, portal_number=number.number, source="stop", text=inbound.body, message_sid=inbound.message_sid
+        )
+        if added:
             _reply(inbound, chat_settings.stop_confirmation, ignore_do_not_contact=True)
         return "stop"
     if command == Command.START:
         if chat is not None:
             # "Yes" inside a chat is also the agent's answer: keep it in the transcript.
             _record_consumer(chat, inbound)
-        remove_do_not_contact(consumer_number=consumer, portal_number=number.number)
+        remove_do_not_contact(
+            consumer_number=consumer, portal_number=number.number, text=inbound.body, message_sid=inbound.message_sid
+        )
         _reply(inbound, chat_settings.start_confirmation, chat=chat)
         return "start"
     if opted_out:

@@ -50,3 +50,20 @@ def send_text(
 
 def system_text(chat: Chat, kind: str) -> str:
     return queue_text(chat.queue, kind, chat.language, ChatSettings.load().default_language)
+
+
+def transcript_lines(chat: Chat) -> list[dict]:
+    """The chat's transcript as posted to CRM records (SPEC S12, B1): each text with its time,
+    author and body, and its pictures and videos (`media_id` opens them in the admin; `file` is empty for one
+    that could not be fetched)."""
+    lines = []
+    for message in chat.messages.order_by("created_at", "pk").prefetch_related("media"):
+        line = {"at": message.created_at.isoformat(), "author": message.author, "body": message.body}
+        media = [
+            {"content_type": item.content_type, "media_id": item.pk, "file": item.file.name}
+            for item in message.media.all()
+        ]
+        if media:
+            line["media"] = media
+        lines.append(line)
+    return lines

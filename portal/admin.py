@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db import models
 from django.utils.html import format_html
 
+from portal import crm_admin  # noqa: F401  (registers the CRM's pages)
 from portal.credentials import create_api_credential, revoke_api_credential
 from portal.models import (
     AgentProfile,

@@ -1,5 +1,6 @@
 """Admin for the portal's numbers (Verify action), the Twilio connection page (Test connection),
 and the numbers inline on the queue admin."""
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -9,10 +10,22 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from portal.readonly_admin import ReadOnlyAdmin
 from portal.singletons import SingletonAdmin
 from queues.admin import QueueAdmin
 from queues.models import Queue
-from sms.models import NumberRole, PhoneNumber, ProviderConnection, QueueNumber, SessionlessRequest
+from sms.models import (
+    ConsentEvent,
+    ConsentSource,
+    DoNotContact,
+    NumberRole,
+    PhoneNumber,
+    ProviderConnection,
+    QueueNumber,
+    SessionlessRequest,
+)
+from sms.numbers import validate_portal_number
+from sms.pipeline import add_do_not_contact, remove_do_not_contact
 from sms.verification import test_connection, verify_number
 
 
@@ -210,3 +223,114 @@ class SessionlessRequestAdmin(admin.ModelAdmin):
 
         counts = request_status(obj)["counts"]
         return ", ".join(f"{status}: {count}" for status, count in counts.items() if count) or "—"
+
+
+class DoNotContactForm(forms.ModelForm):
+    """An admin adds a consumer to the list by hand (they asked by phone or letter): the reason is
+    required and goes in the consent ledger."""
+
+    consumer_number = forms.CharField(max_length=20, validators=[validate_portal_number], help_text="E.164, e.g. +15551234567.")
+    portal_number = forms.ChoiceField(help_text="The portal's number the consumer must not be texted from.")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded in the consent ledger.")
+
+    class Meta:
+        model = DoNotContact
+        fields = ["consumer_number", "portal_number"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["portal_number"].choices = [
+            (number, f"{number} {name}".strip()) for number, name in PhoneNumber.objects.values_list("number", "label")
+        ]
+
+
+class ClearDoNotContactForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why may the portal text these consumers again? Recorded in the consent ledger with your name.",
+    )
+
+
+@admin.register(DoNotContact)
+class DoNotContactAdmin(admin.ModelAdmin):
+    """The do-not-contact list: who texted STOP (or was reported unsubscribed) to which number.
+    An entry is cleared only with a reason (the action below); both end up in the ledger."""
+
+    form = DoNotContactForm
+    list_display = ["consumer_number", "portal_number", "source", "created_at", "history"]
+    list_filter = ["source", "portal_number"]
+    search_fields = ["consumer_number", "portal_number"]
+    date_hierarchy = "created_at"
+    actions = ["clear_entries"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting would leave no trace; clearing asks for a reason and records it.
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("sms.delete_donotcontact"):
+            actions.pop("clear_entries", None)
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        add_do_not_contact(
+            consumer_number=obj.consumer_number,
+            portal_number=obj.portal_number,
+            source=ConsentSource.ADMIN,
+            by=request.user,
+            reason=form.cleaned_data["reason"],
+        )
+        obj.pk = DoNotContact.objects.get(consumer_number=obj.consumer_number, portal_number=obj.portal_number).pk
+
+    @admin.display(description="consent ledger")
+    def history(self, obj):
+        url = reverse("admin:sms_consentevent_changelist") + f"?q={obj.consumer_number}"
+        return format_html('<a href="{}">History</a>', url)
+
+    @admin.action(description="Clear the selected entries (a reason is asked)")
+    def clear_entries(self, request, queryset):
+        form = ClearDoNotContactForm(request.POST if "reason" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            cleared = 0
+            for entry in queryset:
+                cleared += remove_do_not_contact(
+                    consumer_number=entry.consumer_number,
+                    portal_number=entry.portal_number,
+                    source=ConsentSource.ADMIN,
+                    by=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            self.message_user(request, f"{cleared} entr{'y' if cleared == 1 else 'ies'} cleared; the reason is in the consent ledger.")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/sms/donotcontact/clear.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Clear do-not-contact entries",
+                "opts": self.model._meta,
+                "entries": queryset,
+                "form": form,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyAdmin):
+    """The consent ledger (SPEC R2): every opt-out and opt-in as it happened; never edited."""
+
+    list_display = ["at", "consumer_number", "portal_number", "kind", "source", "text_start", "by_name", "reason"]
+    list_filter = ["kind", "source"]
+    search_fields = ["consumer_number", "portal_number", "message_sid", "text", "reason", "by_name"]
+    date_hierarchy = "at"
+    fields = ["at", "consumer_number", "portal_number", "kind", "source", "text", "message_sid", "by_name", "reason"]
+    readonly_fields = fields
+
+    @admin.display(description="text")
+    def text_start(self, obj):
+        return obj.text[:60] + ("…" if len(obj.text) > 60 else "")

@@ -1,4 +1,5 @@
 """The transport layer's data: the portal's numbers and their queue assignments (SPEC C4, C11)."""
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -207,13 +208,29 @@ class ProviderConnection(SingletonModel):
         return "Twilio connection"
 
 
+class ConsentSource(models.TextChoices):
+    """Who or what changed a consumer's consent (SPEC R2)."""
+
+    STOP = "stop", "Consumer's keyword"
+    PROVIDER = "provider", "Provider (Twilio 21610)"
+    ADMIN = "admin", "Admin"
+    AGENT = "agent", "Agent"
+    API = "api", "API"
+
+
+class ConsentKind(models.TextChoices):
+    OPT_OUT = "opt_out", "Opt-out"
+    OPT_IN = "opt_in", "Opt-in"
+
+
 class DoNotContact(models.Model):
     """A consumer who texted STOP (or whom the provider reported unsubscribed, Twilio 21610) to
-    one of the portal's numbers. Nothing is sent from that number until they text START."""
+    one of the portal's numbers. Nothing is sent from that number until they text START or an
+    admin clears the entry with a reason. Its history is in `ConsentEvent`."""
 
     consumer_number = models.CharField(max_length=20)
     portal_number = models.CharField(max_length=16)
-    source = models.CharField(max_length=20, default="stop", help_text="stop, provider (21610) or admin.")
+    source = models.CharField(max_length=20, choices=ConsentSource.choices, default=ConsentSource.STOP)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -225,6 +242,30 @@ class DoNotContact(models.Model):
 
     def __str__(self):
         return f"{self.consumer_number} ✕ {self.portal_number}"
+
+
+class ConsentEvent(models.Model):
+    """The consent ledger (SPEC R2): every opt-out and opt-in, never changed or deleted, so the
+    portal can show who asked not to be texted, how and when — and who cleared it and why."""
+
+    consumer_number = models.CharField(max_length=20, db_index=True)
+    portal_number = models.CharField(max_length=16)
+    kind = models.CharField(max_length=20, choices=ConsentKind.choices)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    text = models.TextField(blank=True, help_text="The consumer's message, for a keyword.")
+    message_sid = models.CharField("MessageSid", max_length=64, blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    by_name = models.CharField("by", max_length=150, blank=True, help_text="Kept when the user is deleted.")
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "consent event"
+        verbose_name_plural = "consent ledger"
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.consumer_number} → {self.portal_number}"
 
 
 class InboundState(models.TextChoices):

@@ -20,7 +20,16 @@ from django.utils import timezone
 
 from portal.models import ChatSettings
 from portal.singletons import cached, caching, forget
-from sms.models import DoNotContact, MessageStatus, MessageStatusEvent, OutboundMessage, PhoneNumber
+from sms.models import (
+    ConsentEvent,
+    ConsentKind,
+    ConsentSource,
+    DoNotContact,
+    MessageStatus,
+    MessageStatusEvent,
+    OutboundMessage,
+    PhoneNumber,
+)
 from sms.quiet_hours import next_send_time
 from sms.segments import MAX_BODY_CHARS, MAX_MEDIA_ITEMS, count_segments
 from sms.send_queue import ENQUEUE_GRACE, enqueue_send, enqueue_sends
@@ -76,19 +85,46 @@ def read_do_not_contact(pairs) -> None:
         cached(("do_not_contact", consumer_number, portal_number), lambda pair=(consumer_number, portal_number): pair in listed)
 
 
-def add_do_not_contact(*, consumer_number: str, portal_number: str, source: str) -> bool:
-    """Returns True when the entry is new."""
+def add_do_not_contact(
+    *, consumer_number: str, portal_number: str, source: str, text: str = "", message_sid: str = "", by=None, reason: str = ""
+) -> bool:
+    """Put the pair on the do-not-contact list and write the consent ledger. Returns True when
+    the entry is new. A consumer's own STOP is recorded every time (it is their words); an
+    entry that already existed is not recorded again for the other sources."""
     forget(("do_not_contact", consumer_number, portal_number))
     _, created = DoNotContact.objects.get_or_create(
         consumer_number=consumer_number, portal_number=portal_number, defaults={"source": source}
     )
+    if created or source == ConsentSource.STOP:
+        _record_consent(ConsentKind.OPT_OUT, consumer_number, portal_number, source, text, message_sid, by, reason)
     return created
 
 
-def remove_do_not_contact(*, consumer_number: str, portal_number: str) -> bool:
+def remove_do_not_contact(
+    *, consumer_number: str, portal_number: str, source: str = ConsentSource.STOP, text: str = "", message_sid: str = "",
+    by=None, reason: str = "",
+) -> bool:
+    """Take the pair off the list (the consumer's START, or an admin's clearing with a reason)
+    and write the consent ledger. Returns True when an entry was removed."""
     forget(("do_not_contact", consumer_number, portal_number))
     deleted, _ = DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).delete()
+    if deleted or source == ConsentSource.STOP:
+        _record_consent(ConsentKind.OPT_IN, consumer_number, portal_number, source, text, message_sid, by, reason)
     return deleted > 0
+
+
+def _record_consent(kind, consumer_number, portal_number, source, text, message_sid, by, reason) -> None:
+    ConsentEvent.objects.create(
+        consumer_number=consumer_number,
+        portal_number=portal_number,
+        kind=kind,
+        source=source,
+        text=text,
+        message_sid=message_sid,
+        by=by,
+        by_name=by.get_username() if by is not None else "",
+        reason=reason,
+    )
 
 
 def queue_sms(

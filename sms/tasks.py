@@ -402,7 +402,9 @@ def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
         set_status(message, MessageStatus.FAILED, error_code=exc.code, detail=exc.message, source="provider")
         unsubscribed = exc.code == UNSUBSCRIBED_RECIPIENT
         if unsubscribed:
-            add_do_not_contact(consumer_number=message.to_number, portal_number=message.from_number, source="provider")
+            add_do_not_contact(
+                consumer_number=message.to_number, portal_number=message.from_number, source="provider", text=exc.message
+            )
     _release_next([message])
     if unsubscribed:
         log.warning("sms refused, recipient unsubscribed: id=%s to=%s", sent.pk, message.to_number)

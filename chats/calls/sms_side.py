@@ -84,23 +84,12 @@ def consumer_messages(chat: Chat | None):
     return Message.objects.filter(chat=chat, author=Author.CONSUMER)
 
 
-def _message_lines(chat: Chat) -> list[dict]:
-    lines = []
-    for message in chat.messages.order_by("created_at", "pk").prefetch_related("media"):
-        line = {"at": message.created_at.isoformat(), "author": message.author, "body": message.body}
-        media = [{"content_type": m.content_type, "media_id": m.pk, "file": m.file.name} for m in message.media.all()]
-        if media:
-            line["media"] = media
-        lines.append(line)
-    return lines
-
-
 def post_received_texts(call: Call, kind: str) -> None:
     """Post what the caller sent so far to the call's CRM record (SPEC B1)."""
     chat = call.chat
     if chat is None or call.crm_record is None or not consumer_messages(chat).exists():
         return
-    lines = [line for line in _message_lines(chat) if line["author"] == Author.CONSUMER]
+    lines = [line for line in transcript.transcript_lines(chat) if line["author"] == Author.CONSUMER]
     text = "\n".join(
         " ".join([line["body"], *(f"<{m['content_type']}>" for m in line.get("media", []))]).strip() for line in lines
     )

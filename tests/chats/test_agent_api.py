@@ -476,6 +476,10 @@ def test_create_a_new_contact_instead(phone, alice, go_online, adapter):
     refused = browser.post(f"chats/{chat.pk}/contact", {"contact_id": stranger.pk})
     assert error_of(refused, 400) == "That contact does not have this consumer's number."
 
+    nameless = browser.post(f"chats/{chat.pk}/contact", {"new_name": "   "})
+    assert error_of(nameless, 400) == "Enter the new contact's name."
+    assert CrmContact.objects.filter(phone_number=CONSUMER).count() == 2
+
     response = browser.post(f"chats/{chat.pk}/contact", {"new_name": "Walter Skinner"})
     assert response.status_code == 200, response.content
     created = CrmContact.objects.get(name="Walter Skinner")

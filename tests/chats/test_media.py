@@ -138,7 +138,7 @@ def test_the_crm_transcript_lists_the_consumer_pictures(phone, fake, alice, go_o
     media = Media.objects.get()
     with_media = [line for line in entry.data["lines"] if line.get("media")]
     assert len(with_media) == 1
-    assert with_media[0]["media"] == [{"content_type": "image/jpeg", "file": media.file.name}]
+    assert with_media[0]["media"] == [{"content_type": "image/jpeg", "media_id": media.pk, "file": media.file.name}]
     assert media.file.name in entry.text
 
 
