@@ -181,6 +181,25 @@ class Queue(models.Model):
         chat_settings = chat_settings or ChatSettings.load()
         return getattr(chat_settings, name)
 
+    def _clash_with_a_number_word(self) -> str:
+        """A BACK/EXIT word written as a number would hide this queue's menu option (or one it
+        pushes along) from consumers who reply with that number."""
+        if self.parent_id is None or not self.sms_enabled or self.hidden:
+            return ""
+        words = [w for w in MenuCommand.objects.values_list("word", flat=True) if w.isdigit()]
+        if not words:
+            return ""
+        options = [q for q in Queue.objects.menu_options(self.parent) if q.pk != self.pk] + [self]
+        options.sort(key=lambda q: (q.position, q.name))
+        for word in sorted(words, key=int):
+            if 1 <= int(word) <= len(options):
+                return (
+                    f"With this queue, reply {word} picks option {int(word)} ({options[int(word) - 1].name}) of the menu "
+                    f"{self.parent}, but {word} is a BACK/EXIT command word. Change the word under Queues › BACK/EXIT "
+                    "command words first."
+                )
+        return ""
+
     def clean(self):
         errors: dict[str, str] = {}
         self.menu_keywords = ", ".join(self.keyword_list)
@@ -195,6 +214,9 @@ class Queue(models.Model):
                 errors["menu_keywords"] = (
                     f"{', '.join(taken)} is already a BACK/EXIT command word and cannot be a menu keyword."
                 )
+        clash = self._clash_with_a_number_word()
+        if clash:
+            errors["position"] = clash
         if self.parent_id and self.pk:
             node = self.parent
             while node is not None:
@@ -358,6 +380,23 @@ class MenuCommand(models.Model):
             raise ValidationError(
                 {"word": f"{self.word} is a menu keyword of queue {', '.join(clashes)}; pick another word."}
             )
+        if self.word.isdigit():
+            picked = option_numbered(int(self.word))
+            if picked:
+                raise ValidationError(
+                    {"word": f"{self.word} is the number of {picked}: a consumer replying {self.word} could no longer "
+                     "choose it. Pick another word."}
+                )
+
+
+def option_numbered(number: int) -> str:
+    """The menu option a reply of `number` picks in some menu, described for a form error
+    ("option 2 (Tech) of the menu Support"), or ''."""
+    for menu in Queue.objects.filter(children__isnull=False).distinct().order_by("pk"):
+        options = list(Queue.objects.menu_options(menu))
+        if 1 <= number <= len(options):
+            return f"option {number} ({options[number - 1].name}) of the menu {menu}"
+    return ""
 
 
 def queue_text(queue: Queue | None, kind: str, language: str, fallback_language: str = "en") -> str:

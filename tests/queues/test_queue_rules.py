@@ -79,6 +79,48 @@ def test_a_command_word_equal_to_a_queue_menu_keyword_is_refused(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_command_word_equal_to_a_menu_option_number_is_refused(admin_client):
+    # Given the menu Support with the options Billing (1) and Tech (2)
+    support = make_queue("Support")
+    make_queue("Billing", parent=support, position=1)
+    make_queue("Tech", parent=support, position=2)
+    before = MenuCommand.objects.count()
+
+    # When the admin adds "2" as a BACK word
+    response = post_command(admin_client, " 2 ", MenuAction.BACK)
+
+    # Then it is refused, naming the menu and the option it would hide
+    assert response.status_code == 200
+    assert (
+        "2 is the number of option 2 (Tech) of the menu Support: a consumer replying 2 could no longer choose it. "
+        "Pick another word." in page_text(response)
+    )
+    assert MenuCommand.objects.count() == before
+    # A number past every menu's options is a word like any other
+    assert post_command(admin_client, "9", MenuAction.BACK).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_new_menu_option_whose_number_is_a_command_word_is_refused(admin_client):
+    # Given the menu Support with one option, and 2 as an EXIT word
+    support = make_queue("Support")
+    make_queue("Billing", parent=support, position=1)
+    MenuCommand.objects.create(word="2", action=MenuAction.EXIT)
+
+    # When the admin adds a second option, which consumers would pick by replying 2
+    response = post_queue_add(admin_client, name="Tech", parent=support.pk, position=2)
+
+    # Then it is refused until the word is changed
+    assert response.status_code == 200
+    assert "With this queue, reply 2 picks option 2 (Tech) of the menu Support, but 2 is a BACK/EXIT command word." in (
+        page_text(response)
+    )
+    assert not Queue.objects.filter(name="Tech").exists()
+    # A hidden option has no number, so it may be added
+    assert post_queue_add(admin_client, name="Tech", parent=support.pk, position=2, hidden=True).status_code == 302
+
+
+@pytest.mark.django_db
 def test_a_new_command_word_is_saved_in_capitals(admin_client):
     response = post_command(admin_client, " menu ", MenuAction.BACK)
 
