@@ -193,9 +193,9 @@ def _transfer_text(transfer: Transfer) -> str:
 
 
 def start_outbound_chat(
-    *, agent: AgentProfile, consumer_number: str, portal_number: PhoneNumber, body: str = ""
+    *, agent: AgentProfile, consumer_number: str, portal_number: PhoneNumber, body: str
 ) -> Chat:
-    """An agent texts a consumer first (SPEC S9)."""
+    """An agent texts a consumer first (SPEC S9); `body` is the first message, required."""
     from sms.numbers import parse_e164
 
     chat_settings = ChatSettings.load()
@@ -203,6 +203,8 @@ def start_outbound_chat(
         raise ChatActionError("Outbound SMS is turned off.", code="disabled")
     if parse_e164(consumer_number) is None:
         raise ChatActionError("Enter the consumer's number in E.164 form, e.g. +15551234567.", code="invalid_number")
+    if not body.strip():
+        raise ChatActionError("Write the first message: it is what the consumer sees.", code="invalid")
     link = (
         portal_number.queue_links.filter(role=NumberRole.OUTBOUND, queue__in=assignment.agent_queue_ids(agent))
         .select_related("queue")
@@ -237,13 +239,12 @@ def start_outbound_chat(
         transition(chat, ChatStatus.ASSIGNED, by=f"agent:{agent.pk}", extra_fields=("agent",), agent_id=agent.pk)
         Participant.objects.create(chat=chat, type=ParticipantType.AGENT, agent=locked)
         AgentProfile.objects.filter(pk=locked.pk).update(last_assignment_at=timezone.now())
-        if body:
-            try:
-                transcript.send_text(chat=chat, body=body, author=Author.AGENT, agent=locked, kind="agent")
-            except SendRefused as exc:
-                raise ChatActionError(exc.message, code="send_refused") from exc
-            chat.last_agent_message_at = timezone.now()
-            chat.save(update_fields=sorted({"last_agent_message_at"} | recompute_deadline(chat)))
+        try:
+            transcript.send_text(chat=chat, body=body, author=Author.AGENT, agent=locked, kind="agent")
+        except SendRefused as exc:
+            raise ChatActionError(exc.message, code="send_refused") from exc
+        chat.last_agent_message_at = timezone.now()
+        chat.save(update_fields=sorted({"last_agent_message_at"} | recompute_deadline(chat)))
         crm_records.open_crm_record(chat)
     return chat
 

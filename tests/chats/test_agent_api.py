@@ -426,6 +426,7 @@ def test_outbound_refusals(alice, adapter, go_online, outbound_number, support):
     assert start("+15557770001").status_code == 201
     assert "already an active chat" in error_of(start("+15557770001"), 409)
 
+    assert error_of(start("+15557770002", body="  "), 400) == "Write the first message: it is what the consumer sees."
     update_chat_settings(outbound_sms_enabled=False)
     assert error_of(start("+15557770002"), 400) == "Outbound SMS is turned off."
     assert Chat.objects.filter(chat_type=ChatType.OUTBOUND_SMS).count() == 1
@@ -434,7 +435,9 @@ def test_outbound_refusals(alice, adapter, go_online, outbound_number, support):
 def test_starting_an_outbound_chat_at_capacity_is_refused(alice_chat, alice, adapter, outbound_number):
     alice.max_concurrent_chats = 1
     alice.save(update_fields=["max_concurrent_chats"])
-    response = adapter(alice).post("outbound", {"consumer_number": NEW_CONSUMER, "portal_number_id": outbound_number.pk})
+    response = adapter(alice).post(
+        "outbound", {"consumer_number": NEW_CONSUMER, "portal_number_id": outbound_number.pk, "body": "Hello"}
+    )
     assert error_of(response, 409) == "You already hold 1 chat, your maximum."
 
 

@@ -251,7 +251,7 @@ def test_an_outbound_chat_to_an_opted_out_consumer_is_refused(alice, outbound_nu
     DoNotContact.objects.create(consumer_number=CONSUMER, portal_number=OUTBOUND)
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=outbound_number)
+        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=outbound_number, body="Hi")
 
     assert refused.value.code == "do_not_contact"
     assert refused.value.message == "This consumer opted out (STOP) and cannot be texted."
@@ -278,7 +278,7 @@ def test_an_outbound_chat_is_refused_while_the_consumer_is_chatting_on_that_numb
     phone.text("Hi")
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=support.number)
+        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=support.number, body="Hi")
 
     assert refused.value.code == "active_chat"
     assert Chat.objects.count() == 1
@@ -289,7 +289,7 @@ def test_an_outbound_chat_is_refused_when_outbound_sms_is_off(alice, outbound_nu
     chat_settings.save()
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=outbound_number)
+        committed(services.start_outbound_chat, agent=alice, consumer_number=CONSUMER, portal_number=outbound_number, body="Hi")
 
     assert refused.value.message == "Outbound SMS is turned off."
 
@@ -298,7 +298,7 @@ def test_an_outbound_chat_needs_an_outbound_number_of_the_agents_queues(support,
     outsider = make_agent("olga", display_name="Olga")
 
     with pytest.raises(ChatActionError) as refused:
-        committed(services.start_outbound_chat, agent=outsider, consumer_number=CONSUMER, portal_number=outbound_number)
+        committed(services.start_outbound_chat, agent=outsider, consumer_number=CONSUMER, portal_number=outbound_number, body="Hi")
 
     assert refused.value.code == "invalid_number"
     assert OUTBOUND in refused.value.message
@@ -306,7 +306,7 @@ def test_an_outbound_chat_needs_an_outbound_number_of_the_agents_queues(support,
 
 def test_an_outbound_chat_needs_a_valid_consumer_number(alice, outbound_number, committed):
     with pytest.raises(ChatActionError) as refused:
-        committed(services.start_outbound_chat, agent=alice, consumer_number="555-1234", portal_number=outbound_number)
+        committed(services.start_outbound_chat, agent=alice, consumer_number="555-1234", portal_number=outbound_number, body="Hi")
 
     assert refused.value.code == "invalid_number"
 
@@ -318,7 +318,7 @@ def test_an_outbound_chat_counts_against_the_agents_capacity(alice, outbound_num
 
     with pytest.raises(ChatActionError) as refused:
         committed(
-            services.start_outbound_chat, agent=alice, consumer_number="+15557650009", portal_number=outbound_number
+            services.start_outbound_chat, agent=alice, consumer_number="+15557650009", portal_number=outbound_number, body="Hi"
         )
 
     assert refused.value.code == "over_capacity"

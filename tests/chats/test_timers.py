@@ -461,6 +461,27 @@ def test_a_dismissed_chat_with_no_agent_free_waits_queued(phone, alice, go_onlin
     assert chat.deadline_kind == DeadlineKind.UNANSWERED
 
 
+def test_a_dismissed_chat_never_goes_back_to_an_agent_whose_adapter_closed(
+    phone, alice, go_online, committed, clock, sweep, dismissal_on
+):
+    # Alice was given the chat, it was dismissed, and she closed her adapter (still "available"
+    # during the offline grace: the status changes only when the sweeper sees her gone).
+    chat = assigned_to(phone, alice, go_online, committed)
+    phone.text("One moment")
+    fires_after(clock, sweep, minutes(10))
+    presence.agent_disconnected(agent=alice)
+    alice.refresh_from_db()
+    assert alice.status == AgentStatus.AVAILABLE and alice.connection_count == 0
+
+    phone.text("I'm back")
+
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.QUEUED and chat.agent is None  # it waits for an open adapter
+    go_online(alice)
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.ASSIGNED and chat.agent == alice  # she reopens it: hers again
+
+
 def test_a_dismissed_chat_still_expires_by_the_chat_timeout(
     phone, support, alice, go_online, committed, clock, sweep, dismissal_on
 ):
