@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.db.models import Count
 
 from chats import intake
-from chats.models import Call, Chat, ChatEvent, Message
+from chats.models import CHAT_SUBTYPES, Call, Chat, ChatEvent, Message
 from portal.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from sms.models import InboundMessage, InboundState
 
@@ -49,14 +49,14 @@ class ChatEventInline(ReadOnlyInline):
 
 @admin.register(Chat)
 class ChatAdmin(ReadOnlyAdmin):
-    list_display = ("id", "consumer_number", "portal_number", "queue", "status", "agent", "chat_subtype", "created_at", "finish_reason")
-    list_filter = ("status", "chat_subtype", "start_type", "finish_reason", "queue", "created_at")
+    list_display = ("id", "consumer_number", "portal_number", "queue", "status", "agent", "subtype", "created_at", "finish_reason")
+    list_filter = ("status", "chat_type", "start_type", "finish_reason", "queue", "created_at")
     search_fields = ("consumer_number", "portal_number__number", "agent__user__username", "ticket_id")
     list_select_related = ("portal_number", "queue", "agent__user")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     fieldsets = (
-        ("Conversation", {"fields": ("consumer_number", "portal_number", "queue", "language", "chat_type", "chat_subtype", "start_type")}),
+        ("Conversation", {"fields": ("consumer_number", "portal_number", "queue", "language", "chat_type", "subtype", "start_type")}),
         ("Status", {
             "fields": ("status", "agent", "created_at", "queued_at", "assigned_at", "dismissed_at", "ends_at", "finish_reason", "disconnected_by"),
         }),
@@ -64,9 +64,21 @@ class ChatAdmin(ReadOnlyAdmin):
             "fields": ("deadline_kind", "deadline_at"),
             "description": "The chat's next deadline, checked by the sweeper every few seconds (chat settings and the queue's timer overrides).",
         }),
-        ("CRM", {"fields": ("crm_record", "crm_needs_choice", "ticket_id")}),
+        ("CRM", {"fields": ("crm_record", "contact_to_choose", "ticket_id")}),
     )
+    readonly_fields = ("subtype", "contact_to_choose")
     inlines = (MessageInline, ChatEventInline)
+
+    @admin.display(description="chat subtype")
+    def subtype(self, chat):
+        """As the public API and the event webhooks name it (inbound, outbound, api_initiated …)."""
+        return CHAT_SUBTYPES.get(chat.chat_type, "inbound")
+
+    @admin.display(description="CRM contact to choose")
+    def contact_to_choose(self, chat):
+        if chat.crm_needs_choice:
+            return "Yes: several contacts share the number; the agent picks one in the adapter."
+        return "No"
 
 
 @admin.register(Call)

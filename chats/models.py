@@ -175,6 +175,10 @@ class Participant(models.Model):
     class Meta:
         ordering = ["connected_at", "pk"]
 
+    def __str__(self):
+        who = str(self.agent) if self.agent_id else self.get_type_display()
+        return f"{who} in chat {self.chat_id} ({self.get_status_display().lower()})"
+
 
 class Author(models.TextChoices):
     CONSUMER = "consumer", "Consumer"
@@ -218,6 +222,9 @@ class Media(models.Model):
     class Meta:
         verbose_name_plural = "media"
 
+    def __str__(self):
+        return f"{self.content_type or 'file'} in chat {self.message.chat_id}"
+
     @property
     def kind(self) -> str:
         return self.content_type.split("/")[0] if self.content_type else "file"
@@ -255,6 +262,9 @@ class ChatEvent(models.Model):
     class Meta:
         ordering = ["at", "pk"]
 
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.at:%Y-%m-%d %H:%M:%S})" if self.at else self.get_kind_display()
+
 
 class Transfer(models.Model):
     class Status(models.TextChoices):
@@ -270,6 +280,10 @@ class Transfer(models.Model):
     reason = models.CharField(max_length=200, blank=True)
     began_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        target = self.to_agent or self.to_queue or "?"
+        return f"Transfer of chat {self.chat_id} to {target} ({self.get_status_display().lower()})"
 
 
 class Offer(models.Model):
@@ -288,6 +302,9 @@ class Offer(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chat", "agent"], name="offer_once_per_agent")]
+
+    def __str__(self):
+        return f"Chat {self.chat_id} offered to {self.agent} ({self.get_status_display().lower()})"
 
 
 # --- Calls: the IVR calls SMS is blended with (SPEC B1–B3) ---------------------------------------

@@ -181,6 +181,8 @@ class ChatListView(PublicApiView):
 
 
 class ChatDetailView(PublicApiView):
+    not_found = "Chat not found."
+
     @extend_schema(
         operation_id="get_chat",
         summary="One chat",
@@ -197,6 +199,8 @@ class ChatDetailView(PublicApiView):
 
 
 class ChatMessagesView(PublicApiView):
+    not_found = "Chat not found."
+
     @extend_schema(
         operation_id="get_chat_messages",
         summary="A chat's transcript",
@@ -222,6 +226,8 @@ class ChatMessagesView(PublicApiView):
 
 
 class ChatMediaView(PublicApiView):
+    not_found = "Media not found."
+
     @extend_schema(
         operation_id="get_chat_media",
         summary="Download a consumer's picture or video",

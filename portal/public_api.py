@@ -4,6 +4,7 @@ live with their app (sms/api.py, chats/public_api.py) and are routed by portal/u
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
@@ -53,9 +54,14 @@ class PublicApiView(APIView):
             raise ApiError("The request body must be a JSON object.")
         return data
 
+    # What a 404 of this endpoint says: the thing it looks for, never Django's model name.
+    not_found = "Not found."
+
     def handle_exception(self, exc):
         if isinstance(exc, serializers.ValidationError):
             return Response({"error": validation_message(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
+        if isinstance(exc, Http404):  # get_object_or_404's text names the model
+            return Response({"error": self.not_found}, status=status.HTTP_404_NOT_FOUND)
         response = super().handle_exception(exc)
         if response is not None and isinstance(response.data, dict) and "detail" in response.data:
             response.data = {"error": str(response.data["detail"])}

@@ -70,7 +70,7 @@ class TreeChangeList(ChangeList):
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ["tree_name", "kind", "position", "menu_keywords", "answer_type", "sms_enabled", "hidden"]
+    list_display = ["tree_name", "queue_id", "kind", "position", "menu_keywords", "answer_type", "sms_enabled", "hidden"]
     list_filter = ["sms_enabled", "hidden", "answer_type", "always_open", "parent"]
     search_fields = ["name", "menu_keywords"]
     list_per_page = 500
@@ -121,6 +121,11 @@ class QueueAdmin(admin.ModelAdmin):
         return format_html(
             '<span style="padding-left:{}em">{}{}</span>', depth * 1.5, "└ " if depth else "", obj.name
         )
+
+    @admin.display(description="ID", ordering="pk")
+    def queue_id(self, obj):
+        """The id the IVR API's queue_id and the reports' filters take."""
+        return obj.pk
 
     @admin.display(description="kind")
     def kind(self, obj):

@@ -243,6 +243,12 @@ class Queue(models.Model):
             raise ValidationError(errors)
 
 
+# The rows of the queue admin's "agents" and "teams" inlines (Django's own through models) say
+# who is on which queue rather than "Queue_agents object (1)".
+Queue.agents.through.__str__ = lambda row: f"{row.agentprofile} on {row.queue}"
+Queue.teams.through.__str__ = lambda row: f"{row.team} on {row.queue}"
+
+
 class QueueMessages(models.Model):
     """What the portal texts a consumer in this queue, in one language (SPEC C5)."""
 

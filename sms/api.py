@@ -146,6 +146,8 @@ class SessionlessSmsView(PublicApiView):
 
 
 class SessionlessStatusView(PublicApiView):
+    not_found = "Session-less request not found."
+
     @extend_schema(
         operation_id="get_sessionless_sms",
         summary="Progress of a session-less request",

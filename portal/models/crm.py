@@ -50,3 +50,6 @@ class CrmEntry(models.Model):
         ordering = ["at", "pk"]
         verbose_name = "CRM entry"
         verbose_name_plural = "CRM entries"
+
+    def __str__(self):
+        return f"{self.kind} on CRM record {self.record_id}"

@@ -568,7 +568,7 @@ def test_a_chat_in_detail_and_an_unknown_id(api, alice_chat):
     assert api.get(f"{CHATS}/{alice_chat.pk}/").status_code == 200
     missing = api.get(f"{CHATS}/99999999")
     assert missing.status_code == 404
-    assert set(missing.json()) == {"error"}
+    assert missing.json() == {"error": "Chat not found."}
 
 
 def test_a_finished_chat_shows_who_ended_it_why_and_how_long_it_lasted(api, alice, alice_chat, morning, committed):
@@ -621,7 +621,7 @@ def test_the_transcript_has_each_messages_status_after_out_of_order_callbacks(ap
     consumer = next(m for m in messages if m["author"] == "consumer")
     assert consumer["status"] is None and consumer["media"] == []
     assert api.get(f"{CHATS}/{alice_chat.pk}/messages/").status_code == 200
-    assert api.get(f"{CHATS}/424242/messages").status_code == 404
+    assert api.get(f"{CHATS}/424242/messages").json() == {"error": "Chat not found."}
 
 
 @pytest.fixture

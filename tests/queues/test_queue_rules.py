@@ -339,3 +339,19 @@ def test_the_queue_list_shows_children_indented_under_their_parent(admin_client)
     ]
     assert "└ Billing" in table and "└ Tech" in table
     assert "└ Support" not in table
+
+
+@pytest.mark.django_db
+def test_the_queue_list_shows_ids_and_the_queue_page_names_its_agents(admin_client):
+    from tests.factories import make_agent
+
+    support = make_queue("Support")
+    billing = make_queue("Billing", parent=support)
+    billing.agents.add(make_agent("alice"))
+
+    listing = page_text(admin_client.get(reverse("admin:queues_queue_changelist")))
+    page = page_text(admin_client.get(reverse("admin:queues_queue_change", args=[billing.pk])))
+
+    assert re.search(rf"<td class=\"field-queue_id\">{billing.pk}</td>", listing)  # the IVR API's queue_id
+    assert "Alice on Support › Billing" in page
+    assert " object (" not in page

@@ -120,7 +120,7 @@ def test_the_status_endpoint_lists_each_message(api):
         (A, 0, "delivered"), (A, 1, "delivered"), (B, 0, "delivered"), (B, 1, "delivered"),
     ]
     assert api.get(f"{URL}/slr_unknown").status_code == 404
-    assert api.get(f"{URL}/slr_unknown").json() == {"error": "No SessionlessRequest matches the given query."}
+    assert api.get(f"{URL}/slr_unknown").json() == {"error": "Session-less request not found."}
 
 
 def test_a_recipient_given_twice_is_texted_once(api):
