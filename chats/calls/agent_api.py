@@ -15,6 +15,7 @@ answers; refusals are 4xx with {"error": "<sentence>"}.
 Live, the agent's socket hears `call.updated`, `call.banner` and `call.message` (chats/events.py)."""
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import Http404
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -24,6 +25,7 @@ from chats.calls import in_call_sms, sms_side
 from chats.agent_api import AgentView
 from chats.models import Call, CallStatus, Message
 from chats.serializers import MessageSerializer, consumer_number_for
+from chats.stats import today_start
 from chats.errors import ChatActionError
 from portal.languages import language_name
 from portal.models import InCallSmsSettings, PresetMessage
@@ -54,8 +56,12 @@ class CallsAgentView(AgentView):
 
 class CallListView(CallsAgentView):
     def get(self, request):
-        calls = Call.objects.select_related("queue", "chat").filter(agent=self.agent, status=CallStatus.ASSIGNED)
-        return Response({"calls": [self.call_json(call) for call in calls.order_by("assigned_at")]})
+        """The calls the agent is on, and the ones they ended today: a reload keeps what the page
+        showed (an ended call stays listed, its texts readable)."""
+        calls = Call.objects.select_related("queue", "chat").filter(
+            Q(status=CallStatus.ASSIGNED) | Q(status=CallStatus.ENDED, ended_at__gte=today_start()), agent=self.agent
+        )
+        return Response({"calls": [self.call_json(call) for call in calls.order_by("assigned_at", "pk")]})
 
 
 class CallDetailView(CallsAgentView):

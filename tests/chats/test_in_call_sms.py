@@ -4,6 +4,8 @@ language, custom messages up to 918 characters only when allowed, the non-US rul
 texts and pictures arriving live, the closing SMS and the after-session auto response."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
@@ -77,6 +79,15 @@ def test_the_agent_lists_their_calls_with_the_caller_masked(adapter, on_call):
         "received": False, "message_count": 0, "media_count": 0, "banner": "",
         "messages_url": f"/apps/api/v1/agent/calls/{on_call.pk}/messages",
     }
+
+
+def test_the_list_keeps_todays_ended_calls_but_not_older_ones(adapter, on_call, committed, clock):
+    committed(lifecycle.end_call, call_sid=on_call.call_sid)
+
+    (call,) = adapter.get("").json()["calls"]  # a reload still shows it, ended
+    assert call["id"] == on_call.pk and call["status"] == "ended"
+    clock.shift(dt.timedelta(days=1))
+    assert adapter.get("").json() == {"calls": []}
 
 
 def test_another_agents_call_is_not_found(on_call, blended, django_capture_on_commit_callbacks):

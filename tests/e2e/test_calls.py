@@ -292,3 +292,18 @@ def test_presets_only_a_refused_session_and_a_reload(pages, ivr, consumer):
     alice.locator("#chat-list .chat-item").first.click()
     expect(alice.locator("#chat-view")).to_be_visible()
     expect(alice.locator("#call-view")).to_be_hidden()
+
+    # An ended call stays listed after a reload (today's ended calls), until the agent closes it.
+    ivr.post("/e2e-call-3/ended")
+    expect(card.nth(1).locator(".call-status")).to_contain_text("Ended")
+    alice.reload()
+    expect(alice.locator("#connection")).to_have_text("Live")
+    expect(card).to_have_count(2)
+    expect(card.nth(1).locator(".call-status")).to_contain_text("Ended")
+    card.nth(1).locator(".call-item").click()
+    expect(alice.locator("#call-ended")).to_contain_text("The call ended")
+    alice.get_by_role("button", name="Close").click()
+    expect(card).to_have_count(1)
+    alice.reload()
+    expect(alice.locator("#connection")).to_have_text("Live")
+    expect(card).to_have_count(1)  # closed stays closed

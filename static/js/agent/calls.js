@@ -64,11 +64,25 @@ export function mountCalls({ store, me, toast, errorText }) {
     }
   }
 
-  /** After every (re)connection: the calls the agent is on, and what became of the others. */
+  // Ended calls the agent closed stay closed across reloads of this tab (the list brings back
+  // today's ended calls).
+  const CLOSED_KEY = "tern.agent.closedCalls";
+  const closedCalls = () => new Set(JSON.parse(sessionStorage.getItem(CLOSED_KEY) || "[]"));
+  function closeCall(callId) {
+    const closed = closedCalls();
+    closed.add(callId);
+    sessionStorage.setItem(CLOSED_KEY, JSON.stringify([...closed].slice(-200)));
+    store.apply({ type: "call.gone", callId });
+  }
+
+  /** After every (re)connection: the calls the agent is on, today's ended ones, and what became
+   * of the others. */
   async function resync() {
     try {
       const data = await api.calls();
-      store.apply({ type: "calls.loaded", rows: data.calls || [] });
+      const closed = closedCalls();
+      const rows = (data.calls || []).filter((call) => !(call.status === "ended" && closed.has(call.id)));
+      store.apply({ type: "calls.loaded", rows });
     } catch (err) {
       if (!(err instanceof ApiError && err.code === "network")) toast(errorText(err), "error");
     }
@@ -357,7 +371,7 @@ export function mountCalls({ store, me, toast, errorText }) {
   });
 
   $("call-banner").addEventListener("click", () => calls.openId && store.apply({ type: "call.texts.shown", callId: calls.openId }));
-  $("call-dismiss").addEventListener("click", () => calls.openId && store.apply({ type: "call.gone", callId: calls.openId }));
+  $("call-dismiss").addEventListener("click", () => calls.openId && closeCall(calls.openId));
 
   // The calls' clocks.
   setInterval(() => {

@@ -102,10 +102,13 @@ export function callHandlers({ state, me, late, touch, effect, leaveChat, isHidd
       if (known) remove(incoming.id);
       return;
     }
-    if (!known && !isActive(incoming)) return; // a call that ended before this page knew it
+    // A call that ended before this page knew it: shown when the list says so (today's ended
+    // calls after a reload), never announced.
+    if (!known && !isActive(incoming) && !fresh) return;
     const row = merge(known, incoming);
     calls.rows.set(row.id, row);
     touch("calls", "call");
+    if (!known && !isActive(row)) return;
     if (!known) {
       if (!fresh) effect("refreshCall", { callId: row.id }); // the event lacks the queue's name and the banner counts
       effect("signal");
