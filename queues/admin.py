@@ -1,10 +1,42 @@
 """Queue tree admin: the list shows the tree by indentation; messages, hours, agents and teams inline.
 The sms layer adds the numbers inline to this admin (sms/admin.py), as queues cannot import sms."""
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.utils.html import format_html
 
-from queues.models import ClosedDate, MenuCommand, OpeningHours, Queue, QueueMessages
+from portal.admin import ChatSettingsAdmin
+from portal.languages import language_name
+from portal.models import ChatSettings
+from queues.models import ClosedDate, MenuCommand, OpeningHours, Queue, QueueMessages, languages_without_texts
+
+
+def offered_languages(queue: Queue, chat_settings: ChatSettings) -> list[str]:
+    """The languages a consumer of this queue can be in: the queue's own list, else every enabled
+    language, else the default one."""
+    enabled = chat_settings.enabled_languages or [chat_settings.default_language]
+    return [code for code in enabled if not queue.languages or code in queue.languages] or [chat_settings.default_language]
+
+
+def fallback_warnings(queue: Queue, chat_settings: ChatSettings) -> list[str]:
+    """What a consumer of this queue gets instead, for each language it has no texts in (the
+    order of `queues.models.queue_text`)."""
+    default = chat_settings.default_language
+    gaps = languages_without_texts(queue, offered_languages(queue, chat_settings))
+    has_default = not languages_without_texts(queue, [default])
+    warnings = []
+    for code in gaps:
+        if code == default:
+            warnings.append(
+                f"No {language_name(code)} texts (the default language) on this queue or the menus above it: "
+                "consumers get the texts of another language, or none."
+            )
+        else:
+            instead = f"the {language_name(default)} texts" if has_default else "the texts of another language, or none"
+            warnings.append(
+                f"No {language_name(code)} texts on this queue or the menus above it: consumers who choose "
+                f"{language_name(code)} get {instead}. Add {language_name(code)} under Queue messages."
+            )
+    return warnings
 
 
 class QueueMessagesInline(admin.StackedInline):
@@ -112,6 +144,14 @@ class QueueAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return TreeChangeList
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            queue = self.get_object(request, object_id)
+            if queue is not None:
+                for warning in fallback_warnings(queue, ChatSettings.load()):
+                    messages.warning(request, warning)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("parent").prefetch_related("children")
 
@@ -147,3 +187,30 @@ class MenuCommandAdmin(admin.ModelAdmin):
             },
         )
     ]
+
+
+class ChatSettingsWithLanguagesAdmin(ChatSettingsAdmin):
+    """The chat settings page, saying which enabled languages queues lack texts in (the queues
+    live in this layer, so the warning is added here, as sms adds the numbers to the queue page)."""
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            chat_settings = ChatSettings.load()
+            default = chat_settings.default_language
+            queues = list(Queue.objects.filter(sms_enabled=True).select_related("parent"))
+            for code in chat_settings.enabled_languages or []:
+                lacking = sorted(
+                    str(q) for q in queues if code in offered_languages(q, chat_settings) and languages_without_texts(q, [code])
+                )
+                if lacking and code != default:
+                    messages.warning(
+                        request,
+                        f"{language_name(code)} is enabled, but these queues have no {language_name(code)} texts (nor do "
+                        f"the menus above them), so consumers who choose it get {language_name(default)}: "
+                        f"{', '.join(lacking)}.",
+                    )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+admin.site.unregister(ChatSettings)
+admin.site.register(ChatSettings, ChatSettingsWithLanguagesAdmin)

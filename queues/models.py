@@ -406,21 +406,41 @@ def option_numbered(number: int) -> str:
 
 
 def queue_text(queue: Queue | None, kind: str, language: str, fallback_language: str = "en") -> str:
-    """A queue's system message of `kind` (greeting, queued, …) in the chat's language, else in
-    the fallback language, else in any language it has. A queue with no messages of its own
-    uses its parent's (a blank text on a queue that has messages means "send nothing"). Each
-    queue's messages are read once per `cached_singletons()` block (a request, a sweep)."""
-    node, seen = queue, set()
-    while node is not None and node.pk not in seen:
-        seen.add(node.pk)
+    """A queue's system message of `kind` (greeting, queued, …) for a chat in `language`. The
+    order (SPEC C5): the queue's text in that language, else the nearest menu above it with
+    texts in that language (a menu's texts are its options' defaults); else the same in the
+    portal's default language; else whatever language the nearest queue with texts has. A
+    blank text in a row that exists means "send nothing". The admin warns of each language that
+    would fall back (`languages_without_texts`). Each queue's messages are read once per
+    `cached_singletons()` block (a request, a sweep)."""
+    chain = _queue_chain(queue)
+    for code in (language, fallback_language):
+        for node in chain:
+            rows = _messages_by_language(node)
+            if code in rows:
+                return getattr(rows[code], kind, "") or ""
+    for node in chain:
         rows = _messages_by_language(node)
         if rows:
-            for code in (language, fallback_language):
-                if code in rows:
-                    return getattr(rows[code], kind, "") or ""
             return getattr(next(iter(rows.values())), kind, "") or ""
-        node = node.parent
     return ""
+
+
+def languages_without_texts(queue: Queue, languages) -> list[str]:
+    """The languages among `languages` that neither the queue nor a menu above it has texts in:
+    a chat in one of them gets the default language's texts (`queue_text`)."""
+    chain = _queue_chain(queue)
+    return [code for code in languages if not any(code in _messages_by_language(node) for node in chain)]
+
+
+def _queue_chain(queue: Queue | None) -> list[Queue]:
+    """The queue, then its parent, and so on up the tree."""
+    chain, node, seen = [], queue, set()
+    while node is not None and node.pk not in seen:
+        seen.add(node.pk)
+        chain.append(node)
+        node = node.parent
+    return chain
 
 
 def _messages_by_language(queue: Queue) -> dict[str, QueueMessages]:
