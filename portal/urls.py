@@ -30,6 +30,7 @@ urlpatterns = [
     path("simulator/", simulator.simulator_page, name="simulator"),
     path("simulator/send/", simulator.simulator_send, name="simulator-send"),
     path("simulator/messages/", simulator.simulator_messages, name="simulator-messages"),
+    path("simulator/media/<str:name>", simulator.simulator_media, name="simulator-media"),
     path("agent/", agent_views.adapter, name="agent"),
     path("agent/media/<int:media_id>/", agent_api.media_file, name="agent-media"),
     path("apps/api/v1/agent/state", agent_api.StateView.as_view()),

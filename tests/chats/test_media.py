@@ -197,3 +197,50 @@ def test_a_queue_with_sms_off_takes_no_chats(phone, support):
 
     assert not Chat.objects.exists()
     assert InboundMessage.objects.get().outcome == "not_an_incoming_number"
+
+
+# --- the simulator's MMS (issue 14, item 7) ------------------------------------------------------
+
+
+def simulator_send(client, body, media=None):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"consumer": CONSUMER, "portal": "+15550100001", "body": body}
+    if media is not None:
+        data["media"] = SimpleUploadedFile(*media)
+    return client.post("/simulator/send/", data)
+
+
+@pytest.fixture
+def simulator(admin_client, support, settings, media_root):
+    settings.SMS_PROVIDER = "local"
+    return admin_client
+
+
+def test_a_simulator_picture_is_fetched_like_twilios_and_stored_with_the_chat(simulator, committed):
+    committed(simulator_send, simulator, "Hi")
+    response = committed(simulator_send, simulator, "My receipt", ("receipt.jpg", JPEG, "image/jpeg"))
+
+    assert response.status_code == 200, response.content
+    media = Media.objects.get()
+    assert media.source_url.startswith("/simulator/media/") and media.content_type == "image/jpeg"
+    with media.file.open("rb") as handle:
+        assert handle.read() == JPEG
+    thread = simulator.get("/simulator/messages/", {"consumer": CONSUMER, "portal": "+15550100001"}).json()["messages"]
+    (sent,) = [m for m in thread if m["body"] == "My receipt"]
+    assert sent["media"] == [{"url": media.source_url, "content_type": "image/jpeg"}]
+    assert b"".join(simulator.get(media.source_url).streaming_content) == JPEG
+
+
+def test_the_simulator_refuses_what_an_mms_could_not_carry(simulator, settings):
+    too_big = ("big.jpg", JPEG + b"\0" * (5 * 1024 * 1024), "image/jpeg")
+
+    assert simulator_send(simulator, "", None).json() == {"error": "Type a message or attach a picture."}
+    assert simulator_send(simulator, "x", too_big).json() == {"error": "Attach at most 5 MB, as an MMS carries."}
+    assert simulator_send(simulator, "x", ("a.svg", SVG, "image/svg+xml")).status_code == 400
+    settings.SMS_PROVIDER = "twilio"
+    assert simulator_send(simulator, "x", ("a.jpg", JPEG, "image/jpeg")).json() == {
+        "error": "Pictures can be sent from the simulator with the local SMS provider only."
+    }
+    assert not InboundMessage.objects.exists()
+    assert simulator.get("/simulator/media/../../etc/passwd").status_code == 404

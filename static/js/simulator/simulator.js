@@ -11,6 +11,14 @@ function renderThread(messages) {
       const li = document.createElement("li");
       li.className = `bubble ${m.direction}`;
       li.dataset.key = m.key;
+      for (const item of m.media || []) {
+        const video = item.content_type.startsWith("video/");
+        const el = document.createElement(video ? "video" : "img");
+        el.src = item.url;
+        if (video) el.controls = true;
+        else el.alt = "Picture sent";
+        li.append(el);
+      }
       const text = document.createElement("div");
       text.className = "text";
       text.textContent = m.body; // always text, never HTML
@@ -38,17 +46,30 @@ async function refresh() {
 $("compose").addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = $("body").value;
-  if (!body.trim()) return;
+  const file = $("media").files[0];
+  if (!body.trim() && !file) return;
   const form = new FormData();
   form.append("consumer", $("consumer").value.trim());
   form.append("portal", $("portal").value);
   form.append("body", body);
+  if (file) form.append("media", file);
   const response = await fetch("/simulator/send/", { method: "POST", body: form, headers: { "X-CSRFToken": csrf() } });
   const data = await response.json();
   $("error").textContent = response.ok ? "" : data.error;
-  if (response.ok) $("body").value = "";
+  if (response.ok) {
+    $("body").value = "";
+    $("media").value = "";
+    showAttached();
+  }
   refresh();
 });
+
+function showAttached() {
+  const file = $("media").files[0];
+  $("attached").hidden = !file;
+  $("attached").textContent = file ? `Attached: ${file.name} (${Math.ceil(file.size / 1024)} KB)` : "";
+}
+$("media").addEventListener("change", showAttached);
 $("consumer").addEventListener("change", refresh);
 $("portal").addEventListener("change", refresh);
 refresh();
