@@ -7,7 +7,15 @@ from django.utils.html import format_html
 from portal.admin import ChatSettingsAdmin
 from portal.languages import language_name
 from portal.models import ChatSettings
-from queues.models import ClosedDate, MenuCommand, OpeningHours, Queue, QueueMessages, languages_without_texts
+from queues.models import (
+    ClosedDate,
+    MenuCommand,
+    OpeningHours,
+    Queue,
+    QueueBlendingMessages,
+    QueueMessages,
+    languages_without_texts,
+)
 
 
 def offered_languages(queue: Queue, chat_settings: ChatSettings) -> list[str]:
@@ -43,6 +51,13 @@ class QueueMessagesInline(admin.StackedInline):
     model = QueueMessages
     extra = 0
     min_num = 1
+
+
+class QueueBlendingMessagesInline(admin.StackedInline):
+    model = QueueBlendingMessages
+    extra = 0
+    classes = ["collapse"]
+    fields = ["language", *QueueBlendingMessages.TEXT_FIELDS]
 
 
 class OpeningHoursInline(admin.TabularInline):
@@ -106,7 +121,10 @@ class QueueAdmin(admin.ModelAdmin):
     list_filter = ["sms_enabled", "hidden", "answer_type", "always_open", "parent"]
     search_fields = ["name", "menu_keywords"]
     list_per_page = 500
-    inlines = [QueueMessagesInline, OpeningHoursInline, ClosedDateInline, QueueAgentInline, QueueTeamInline]
+    inlines = [
+        QueueMessagesInline, OpeningHoursInline, ClosedDateInline, QueueAgentInline, QueueTeamInline,
+        QueueBlendingMessagesInline,
+    ]
     fieldsets = [
         (None, {"fields": ["name", "parent", "position", "menu_keywords", "sms_enabled", "hidden"]}),
         ("Chats", {"fields": ["answer_type", "languages"]}),

@@ -243,6 +243,40 @@ class Queue(models.Model):
             raise ValidationError(errors)
 
 
+class QueueBlendingMessages(models.Model):
+    """A queue's own wait-time and in-call SMS prompts and texts in one language (seed 001: "Individual
+    queue settings/messages will override general messages and settings"). Each empty field
+    uses the in-call SMS settings' text in that language (`chats.calls.rules.messages_for`)."""
+
+    GENERAL = "Empty: the in-call SMS settings' text."
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="blending_messages")
+    language = models.CharField(max_length=8, choices=LANGUAGE_CHOICES, default="en")
+    consent_prompt = models.TextField(
+        blank=True, help_text="Read to the caller; it must offer 'press 1' to accept and 'press 2' to decline. " + GENERAL
+    )
+    sms_sent_prompt = models.TextField("'SMS sent' prompt", blank=True, help_text=GENERAL)
+    incorrect_selection_prompt = models.TextField(blank=True, help_text=GENERAL)
+    wait_time_sms_text = models.TextField("wait-time SMS", blank=True, help_text=GENERAL)
+    closing_sms = models.TextField(blank=True, help_text=GENERAL)
+    after_session_auto_response = models.TextField(blank=True, help_text=GENERAL)
+
+    TEXT_FIELDS = (
+        "consent_prompt", "sms_sent_prompt", "incorrect_selection_prompt", "wait_time_sms_text", "closing_sms",
+        "after_session_auto_response",
+    )
+
+    class Meta:
+        verbose_name = "in-call SMS text of this queue"
+        verbose_name_plural = "in-call SMS texts of this queue (override the in-call SMS settings, by language)"
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "language"], name="queue_blending_messages_one_per_language")
+        ]
+
+    def __str__(self):
+        return f"{self.queue}: {self.get_language_display()}"
+
+
 # The rows of the queue admin's "agents" and "teams" inlines (Django's own through models) say
 # who is on which queue rather than "Queue_agents object (1)".
 Queue.agents.through.__str__ = lambda row: f"{row.agentprofile} on {row.queue}"

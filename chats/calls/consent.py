@@ -211,7 +211,7 @@ def apply_digit(*, call_sid: str, digit: str, now: dt.datetime | None = None) ->
 
 def _send_wait_time_sms(call: Call) -> None:
     chat = sms_side.open_sms_side(call, ChatType.WAIT_TIME_SMS)
-    body = rules.messages_for(call.language).wait_time_sms_text
+    body = rules.messages_for(call.language, queue=call.queue).wait_time_sms_text
     try:
         transcript.send_text(chat=chat, body=body, kind="blending")
     except SendRefused as exc:

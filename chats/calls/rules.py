@@ -2,6 +2,7 @@
 C7); the prompts a caller hears; whether a caller can be texted."""
 from __future__ import annotations
 
+import copy
 import logging
 from typing import NamedTuple
 
@@ -15,7 +16,7 @@ from portal.models import (
     ChatSettings,
     InCallSmsSettings,
 )
-from queues.models import Queue
+from queues.models import Queue, QueueBlendingMessages
 from sms.numbers import is_us_number, parse_e164
 from sms.pipeline import is_do_not_contact
 
@@ -46,17 +47,27 @@ def wait_time_rules(queue: Queue | None, in_call: InCallSmsSettings | None = Non
     )
 
 
-def messages_for(language: str, in_call: InCallSmsSettings | None = None) -> BlendingMessages:
-    """The prompts and texts in the call's language, else the default language, else any
-    language set up, else the built-in defaults."""
+def messages_for(language: str, in_call: InCallSmsSettings | None = None, queue: Queue | None = None) -> BlendingMessages:
+    """The prompts and texts in the call's language: each one the queue set in that language
+    (seed 001: queue messages override the general ones), else the in-call SMS settings' in that
+    language, else in the default language, else in any language set up, else the built-in
+    defaults. A queue's consent prompt replaces the general recording too."""
     in_call = in_call or InCallSmsSettings.load()
     rows = {row.language: row for row in in_call.messages.all()}
-    for code in (language, ChatSettings.load().default_language):
-        if code in rows:
-            return rows[code]
-    if rows:
-        return next(iter(rows.values()))
-    return BlendingMessages(settings=in_call, language=language)
+    general = next((rows[code] for code in (language, ChatSettings.load().default_language) if code in rows), None)
+    if general is None:
+        general = next(iter(rows.values())) if rows else BlendingMessages(settings=in_call, language=language)
+    override = queue.blending_messages.filter(language=language).first() if queue is not None else None
+    if override is None:
+        return general
+    resolved = copy.copy(general)
+    for name in QueueBlendingMessages.TEXT_FIELDS:
+        if getattr(override, name).strip():
+            setattr(resolved, name, getattr(override, name))
+    if override.consent_prompt.strip():
+        resolved.consent_prompt_audio = None
+        resolved.language = language
+    return resolved
 
 
 class Prompt(NamedTuple):
@@ -69,17 +80,17 @@ class Prompt(NamedTuple):
 
 
 def consent_prompt(call: Call) -> Prompt:
-    messages = messages_for(call.language)
+    messages = messages_for(call.language, queue=call.queue)
     return Prompt(messages.consent_prompt, messages.language, bool(messages.consent_prompt_audio), "consent")
 
 
 def sms_sent_prompt(call: Call) -> Prompt:
-    messages = messages_for(call.language)
+    messages = messages_for(call.language, queue=call.queue)
     return Prompt(messages.sms_sent_prompt, messages.language, False, "sms_sent")
 
 
 def incorrect_selection_prompt(call: Call) -> Prompt:
-    messages = messages_for(call.language)
+    messages = messages_for(call.language, queue=call.queue)
     return Prompt(messages.incorrect_selection_prompt, messages.language, False, "incorrect_selection")
 
 

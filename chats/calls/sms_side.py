@@ -145,7 +145,8 @@ def answer_after_session(*, inbound: InboundMessage, number: PhoneNumber) -> str
     )
     if last is None or not in_call.after_session_auto_response_enabled:
         return ""
-    body = rules.messages_for(last.language, in_call).after_session_auto_response
+    call = last.calls.select_related("queue").order_by("-pk").first()
+    body = rules.messages_for(last.language, in_call, queue=call.queue if call else None).after_session_auto_response
     if body:
         try:
             queue_sms(to=inbound.from_number, from_number=number.number, body=body, kind="blending")
@@ -160,7 +161,7 @@ def end_sms_side(call: Call) -> None:
         return
     in_call = InCallSmsSettings.load()
     if in_call.closing_sms_enabled:
-        body = rules.messages_for(chat.language, in_call).closing_sms
+        body = rules.messages_for(chat.language, in_call, queue=call.queue).closing_sms
         if body:
             try:
                 transcript.send_text(chat=chat, body=body, kind="blending")

@@ -28,6 +28,7 @@ from chats.models import (
     WaitTimeSmsStatus,
 )
 from portal.models import AgentStatus, CrmEntry, CrmRecord
+from queues.models import QueueBlendingMessages
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact
 from tests.chats.calls import (
@@ -625,6 +626,55 @@ def test_when_the_call_ends_the_sms_side_ends_with_the_closing_sms(
     assert call.chat.finish_reason == FinishReason.CALL_ENDED
     assert caller_phone.new_texts() == [CLOSING]
     assert CrmEntry.objects.filter(record=call.crm_record, kind="transcript").exists()
+
+
+# --- per-queue texts (seed 001: queue messages override the general ones) ------------------------------
+
+
+@pytest.fixture
+def billing_texts(blended):
+    """Billing's own English texts: the consent prompt, the wait-time SMS and the closing SMS; the
+    other fields are empty, so the in-call SMS settings' texts apply."""
+    return QueueBlendingMessages.objects.create(
+        queue=blended,
+        language="en",
+        consent_prompt="Billing here. Press 1 to text us your invoice, 2 to keep waiting.",
+        wait_time_sms_text="Billing: reply with a photo of your invoice.",
+        closing_sms="Billing: thanks, this text session has ended.",
+    )
+
+
+def test_a_queues_own_texts_override_the_general_ones_and_the_rest_stay_general(
+    billing_texts, new_call, alice_agent, caller_phone, committed, clock, in_call_settings
+):
+    in_call_settings.closing_sms_enabled = True
+    in_call_settings.after_session_auto_response_enabled = True
+    in_call_settings.save()
+    call = new_call()
+    clock.shift(seconds(60))
+
+    step, result = ask(committed, call, digit="1")
+
+    assert step.prompt.text == billing_texts.consent_prompt and step.prompt.audio is False
+    assert [p.text for p in result.prompts] == [SMS_SENT]  # Billing did not set it: the general one
+    assert caller_phone.new_texts() == ["Billing: reply with a photo of your invoice."]
+    committed(lifecycle.assign_call, call_sid=call.call_sid, agent=alice_agent)
+    committed(lifecycle.end_call, call_sid=call.call_sid)
+    assert caller_phone.new_texts() == ["Billing: thanks, this text session has ended."]
+    caller_phone.text("Hello?")
+    assert caller_phone.new_texts() == [AFTER_SESSION]
+
+
+def test_a_queues_texts_in_another_language_leave_this_language_general(billing_texts, new_call, committed, clock):
+    billing_texts.language = "es"
+    billing_texts.save()
+    call = new_call()
+    clock.shift(seconds(60))
+
+    step, _ = ask(committed, call, digit="1")
+
+    assert step.prompt.text == CONSENT
+    assert texts_to(CALLER) == [WAIT_TIME_SMS]
 
 
 def test_no_closing_sms_when_it_is_off(allowed_call, caller_phone, committed):
