@@ -65,6 +65,7 @@ class ChatAdmin(ReadOnlyAdmin):
             "description": "The chat's next deadline, checked by the sweeper every few seconds (chat settings and the queue's timer overrides).",
         }),
         ("CRM", {"fields": ("crm_record", "contact_to_choose", "ticket_id")}),
+        ("Satisfaction survey (CSAT)", {"fields": ("survey_sent_at", "rating", "feedback")}),
     )
     readonly_fields = ("subtype", "contact_to_choose")
     inlines = (MessageInline, ChatEventInline)

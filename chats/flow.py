@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import api_sms, assignment, services, transcript
+from chats import api_sms, assignment, services, surveys, transcript
 from chats.calls import sms_side
 from chats.models import (
     ChatEventKind,
@@ -75,6 +75,10 @@ class BatchFacts:
             opted_out = (text.from_number, text.to_number) in self.opted_out
             cached(("do_not_contact", text.from_number, text.to_number), lambda opted_out=opted_out: opted_out)
         self.menu_words = {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")}
+        # Pairs with no active chat whose CSAT survey awaits a reply (chats.surveys).
+        self.surveys_open = surveys.open_surveys(
+            {(text.from_number, text.to_number) for text in texts} - set(self.chats)
+        )
         self._taken: set[tuple[str, str]] = set()
 
     def take(self, inbound: InboundMessage):
@@ -149,6 +153,10 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
             outcome = sms_side.answer_after_session(inbound=inbound, number=number)
             if outcome:
                 return outcome
+    if chat is None and (facts is None or (consumer, number.number) in facts.surveys_open):
+        outcome = surveys.on_reply(inbound=inbound, number=number)
+        if outcome:
+            return outcome
     if chat is None:
         return _start_conversation(inbound, number, command, chat_settings)
 

@@ -118,6 +118,9 @@ class Chat(models.Model):
         default=False, help_text="Several CRM contacts share the number: the agent picks one."
     )
     ticket_id = models.CharField(max_length=64, blank=True)
+    survey_sent_at = models.DateTimeField(null=True, blank=True, help_text="When the CSAT survey was texted.")
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The consumer's CSAT score, 1 to 5.")
+    feedback = models.TextField(blank=True, help_text="What the consumer wrote after the score.")
     version = models.PositiveIntegerField(
         default=0, editable=False,
         help_text="Counts the chat's announced changes: a browser that hears two of them keeps the newer.",
@@ -246,6 +249,9 @@ class ChatEventKind(models.TextChoices):
     IN_CALL_SMS_OPENED = "in_call_sms.opened", "In-call SMS opened"
     WAIT_TIME_SMS_REFUSED = "wait_time_sms.refused", "Wait-time SMS refused"
     APP_LINK_SENT = "app_link.sent", "App link sent"
+    SURVEY_SENT = "survey.sent", "CSAT survey sent"
+    SURVEY_ANSWERED = "survey.answered", "CSAT survey answered"
+    SURVEY_FEEDBACK = "survey.feedback", "CSAT feedback"
 
     @classmethod
     def of_status(cls, status: str) -> "ChatEventKind":

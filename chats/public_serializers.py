@@ -186,8 +186,10 @@ class PublicChatSerializer(serializers.Serializer):
     ends_at = serializers.DateTimeField(allow_null=True)
     wait_duration = serializers.IntegerField(help_text="Seconds in the queue before an agent (or the end).")
     chat_duration = serializers.IntegerField(help_text="Seconds from the assignment to the end (or now).")
-    rating = serializers.IntegerField(allow_null=True, help_text="Always null: SMS chats are not rated.")
-    has_feedback = serializers.BooleanField()
+    rating = serializers.IntegerField(
+        allow_null=True, help_text="The consumer's answer to the CSAT survey by SMS, 1 to 5; null when not answered."
+    )
+    has_feedback = serializers.BooleanField(help_text="The consumer wrote something after the score.")
     out_ticket_id = serializers.IntegerField(allow_null=True, help_text="The chat's CRM record id.")
     out_ticket_url = serializers.CharField(allow_null=True, help_text="The CRM record in the admin.")
     verified = serializers.BooleanField(help_text="Always false: SMS consumers are not verified.")
@@ -235,8 +237,8 @@ class PublicChatSerializer(serializers.Serializer):
             "ends_at": _iso(chat.ends_at),
             "wait_duration": _seconds(chat.queued_at, wait_end) if chat.queued_at else 0,
             "chat_duration": _seconds(chat.assigned_at, chat.ends_at) if chat.assigned_at else 0,
-            "rating": None,
-            "has_feedback": False,
+            "rating": chat.rating,
+            "has_feedback": bool(chat.feedback),
             "out_ticket_id": record.pk if record is not None else None,
             "out_ticket_url": f"/admin/portal/crmrecord/{record.pk}/change/" if record is not None else None,
             "verified": False,

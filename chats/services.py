@@ -10,7 +10,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chats import assignment, crm_records, transcript
+from chats import assignment, crm_records, surveys, transcript
 from chats.models import (
     ParticipantStatus,
     ChatEventKind,
@@ -83,6 +83,7 @@ def end_chat(*, chat: Chat, by: str, reason: str, agent: AgentProfile | None = N
             # follows the chat, then "finished", which makes it stop following.
             transcript.send_text(chat=chat, body=transcript.system_text(chat, "chat_ended"))
         finish_chats([chat], by=by, reasons={chat.pk: reason})
+        surveys.send_survey(chat)
     return chat
 
 

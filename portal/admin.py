@@ -64,6 +64,14 @@ class ChatSettingsAdmin(SingletonAdmin):
             "Inactive-chat dismissal",
             {"fields": ["dismissal_enabled", "dismissal_minutes", "dismissed_chat_auto_response"]},
         ),
+        (
+            "Satisfaction survey (CSAT)",
+            {
+                "description": "After an agent ends a chat, the queue's survey text (under Queues › system "
+                "messages; empty: no survey) asks for a score of 1 to 5.",
+                "fields": ["survey_window_minutes"],
+            },
+        ),
         ("Languages", {"fields": ["default_language", "enabled_languages"]}),
         ("Privacy", {"fields": ["mask_consumer_numbers", "do_not_reply_message"]}),
         (

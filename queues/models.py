@@ -320,6 +320,18 @@ class QueueMessages(models.Model):
         help_text="Sent when a timer ends the chat. Empty: nothing is sent.",
     )
     chat_ended = models.TextField(blank=True, default="This conversation has ended. Thank you!")
+    csat_survey = models.TextField(
+        "CSAT survey",
+        blank=True,
+        help_text="Sent after an agent ends a chat, e.g. 'How did we do? Reply 1 (poor) to 5 (great).' "
+        "A reply of 1 to 5 is the chat's score; the next text is kept as feedback. Empty: no survey.",
+    )
+    csat_thanks = models.TextField(
+        "CSAT thanks",
+        blank=True,
+        default="Thank you! If you like, reply with a few words about it.",
+        help_text="Sent when the consumer answers the survey with a score.",
+    )
 
     class Meta:
         verbose_name = "system messages in one language"
@@ -447,13 +459,12 @@ def queue_text(queue: Queue | None, kind: str, language: str, fallback_language:
     blank text in a row that exists means "send nothing". The admin warns of each language that
     would fall back (`languages_without_texts`). Each queue's messages are read once per
     `cached_singletons()` block (a request, a sweep)."""
-    chain = _queue_chain(queue)
     for code in (language, fallback_language):
-        for node in chain:
+        for node in _queue_chain(queue):
             rows = _messages_by_language(node)
             if code in rows:
                 return getattr(rows[code], kind, "") or ""
-    for node in chain:
+    for node in _queue_chain(queue):
         rows = _messages_by_language(node)
         if rows:
             return getattr(next(iter(rows.values())), kind, "") or ""
@@ -463,18 +474,17 @@ def queue_text(queue: Queue | None, kind: str, language: str, fallback_language:
 def languages_without_texts(queue: Queue, languages) -> list[str]:
     """The languages among `languages` that neither the queue nor a menu above it has texts in:
     a chat in one of them gets the default language's texts (`queue_text`)."""
-    chain = _queue_chain(queue)
-    return [code for code in languages if not any(code in _messages_by_language(node) for node in chain)]
+    return [code for code in languages if not any(code in _messages_by_language(node) for node in _queue_chain(queue))]
 
 
-def _queue_chain(queue: Queue | None) -> list[Queue]:
-    """The queue, then its parent, and so on up the tree."""
-    chain, node, seen = [], queue, set()
+def _queue_chain(queue: Queue | None):
+    """The queue, then its parent, and so on up the tree; lazily, so a parent is read only when
+    the queue's own texts do not answer."""
+    node, seen = queue, set()
     while node is not None and node.pk not in seen:
         seen.add(node.pk)
-        chain.append(node)
+        yield node
         node = node.parent
-    return chain
 
 
 def _messages_by_language(queue: Queue) -> dict[str, QueueMessages]:

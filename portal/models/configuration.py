@@ -120,6 +120,13 @@ class ChatSettings(TimerSettings, SingletonModel):
         help_text="Sent only when a consumer replies to a dismissed chat; the chat then goes "
         "back to its queue.",
     )
+    survey_window_minutes = models.PositiveIntegerField(
+        "survey reply window (minutes)",
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DISMISSAL_MINUTES)],
+        help_text="How long after the CSAT survey (a queue's survey text) a reply of 1 to 5 counts as the "
+        "score, and the next text as feedback. 1 to 10,080 minutes.",
+    )
     default_language = models.CharField(
         max_length=8,
         choices=LANGUAGE_CHOICES,

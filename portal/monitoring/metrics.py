@@ -103,6 +103,11 @@ STINT_ANSWERED = ~Q(chat__start_type=StartType.OUTBOUND)  # an outbound chat has
 # --- the conditions, written once -----------------------------------------------------------------
 
 OFFERED = Q(queued_at__isnull=False)
+# The CSAT survey by SMS (chats.surveys): CSAT = scores of 4 or 5 ÷ scores; response rate =
+# scores ÷ surveys sent.
+SURVEYED = Q(survey_sent_at__isnull=False)
+SURVEY_ANSWERED = Q(survey_sent_at__isnull=False, rating__isnull=False)
+SATISFIED = Q(survey_sent_at__isnull=False, rating__gte=4)
 ASSIGNED = Q(queued_at__isnull=False, assigned_at__isnull=False)
 ABANDONED = Q(queued_at__isnull=False, assigned_at__isnull=True, status=ChatStatus.FINISHED)
 
@@ -126,6 +131,9 @@ def queue_counts() -> dict:
         "within_target": Count("pk", filter=_within_target()),
         "average_wait_seconds": Avg("wait", filter=ASSIGNED | ABANDONED),
         "longest_wait_seconds": Max("wait", filter=ASSIGNED | ABANDONED),
+        "surveys_sent": Count("pk", filter=SURVEYED),
+        "survey_answers": Count("pk", filter=SURVEY_ANSWERED),
+        "satisfied": Count("pk", filter=SATISFIED),
     }
 
 
@@ -134,15 +142,20 @@ def with_wait(chats):
 
 
 def rates(row: dict) -> dict:
-    """Service level and abandon rate (percent, one decimal; None when nothing counts yet) from a
-    row of queue_counts(): arithmetic on the database's counts, not a pass over chats."""
+    """Service level, abandon rate, CSAT and the survey's response rate (percent, one decimal;
+    None when nothing counts yet) from a row of queue_counts(): arithmetic on the database's
+    counts, not a pass over chats."""
     counted = row["assigned"] + row["abandoned"] - row["short_abandoned"]
-    if counted <= 0:
-        return {"service_level": None, "abandon_rate": None}
     return {
-        "service_level": round(100.0 * row["within_target"] / counted, 1),
-        "abandon_rate": round(100.0 * (row["abandoned"] - row["short_abandoned"]) / counted, 1),
+        "service_level": _percent(row["within_target"], counted),
+        "abandon_rate": _percent(row["abandoned"] - row["short_abandoned"], counted),
+        "csat": _percent(row.get("satisfied", 0), row.get("survey_answers", 0)),
+        "survey_response_rate": _percent(row.get("survey_answers", 0), row.get("surveys_sent", 0)),
     }
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole > 0 else None
 
 
 def queue_figures(chats, *, by=("queue_id",)) -> list[dict]:

@@ -160,7 +160,10 @@ def queues_rows(f: ReportFilters, *, masked: bool = True) -> list[dict]:
             **{key: figures.get(pk, {}).get(key, 0) for key in keys},
             **{
                 key: figures.get(pk, {}).get(key)
-                for key in ("service_level", "abandon_rate", "average_wait_seconds", "longest_wait_seconds")
+                for key in (
+                    "service_level", "abandon_rate", "average_wait_seconds", "longest_wait_seconds", "csat",
+                    "survey_response_rate",
+                )
             },
         }
         for pk in queue_ids
@@ -298,6 +301,8 @@ REPORTS: dict[str, Report] = {
                 Column("abandon_rate", "Abandon rate", "percent"),
                 Column("average_wait_seconds", "Avg wait", "seconds"),
                 Column("longest_wait_seconds", "Longest wait", "seconds"),
+                Column("csat", "CSAT", "percent"),
+                Column("survey_response_rate", "Survey response rate", "percent"),
             ],
             queues_rows,
             Chart(value="offered", label="queue", opens="queue", key="queue_id"),

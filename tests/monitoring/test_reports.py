@@ -125,6 +125,22 @@ def test_queues_figures_count_the_short_abandon_in_no_rate(api, day_of_work):
     assert (tech["offered"], tech["short_abandoned"], tech["service_level"], tech["abandon_rate"]) == (1, 1, None, None)
 
 
+def test_queues_figures_give_the_csat_and_the_surveys_response_rate(api, day_of_work):
+    # Billing's two answered chats were surveyed: one scored 5, one left unanswered; plus two
+    # more surveyed chats scoring 2 and 4. CSAT = 4–5 scores ÷ scores; response = scores ÷ sent.
+    Chat.objects.filter(queue=day_of_work["billing"], assigned_at__isnull=False).update(survey_sent_at=at(13))
+    Chat.objects.filter(queue=day_of_work["billing"], assigned_at=at(10) + dt.timedelta(seconds=30)).update(rating=5)
+    for rating in (2, 4):
+        make_chat(day_of_work["billing"], Chat.objects.first().portal_number, created=at(15), queued=at(15),
+                  assigned=at(15.1), ended=at(15.5), survey_sent_at=at(15.5), rating=rating)
+
+    billing = by(api_rows(api, "queues"), "queue")["Billing"]
+
+    assert billing["csat"] == round(100 * 2 / 3, 1)
+    assert billing["survey_response_rate"] == 75.0
+    assert by(api_rows(api, "queues"), "queue")["Tech"]["csat"] is None  # no survey: no figure
+
+
 def test_calls_and_chats_per_day(api, day_of_work):
     monday, tuesday = api_rows(api, "calls-chats")
     assert monday["day"] == "2030-03-04" and tuesday["day"] == "2030-03-05"
