@@ -9,7 +9,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from chats import crm_records, events, transcript
+from chats import crm_records, events, queue_position, transcript
 from chats.models import (
     ParticipantStatus,
     ChatEventKind,
@@ -43,7 +43,9 @@ def queue_chat(
     chat.queue = queue
     chat.queued_after_hours = not open_now
     chat.menu_queue = None
-    fields = ["queue", "queued_after_hours", "menu_queue", *extra_fields]
+    chat.position_update_at = queue_position.first_update_at(queue, now)
+    chat.position_updates_sent = 0
+    fields = ["queue", "queued_after_hours", "menu_queue", "position_update_at", "position_updates_sent", *extra_fields]
     if chat.agent_id is not None:
         # A dismissed chat coming back: its former agent no longer holds it.
         Participant.objects.filter(chat=chat, type=ParticipantType.AGENT, ended_at__isnull=True).update(
@@ -53,7 +55,8 @@ def queue_chat(
         fields.append("agent")
     transition(chat, ChatStatus.QUEUED, by=by, extra_fields=tuple(fields), queue_id=queue.pk)
     if send_notice:
-        transcript.send_text(chat=chat, body=transcript.system_text(chat, "queued" if open_now else "after_hours"))
+        notice = transcript.system_text(chat, "queued" if open_now else "after_hours")
+        transcript.send_text(chat=chat, body=queue_position.fill(notice, chat))
     assign_after_commit(queue)
 
 

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import api_sms, assignment, services, surveys, transcript
+from chats import api_sms, assignment, queue_position, services, surveys, transcript
 from chats.calls import sms_side
 from chats.models import (
     ChatEventKind,
@@ -225,6 +225,9 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
     if command == Command.EXIT:
         services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_EXIT)
         return "exit"
+    if command == Command.WHERE and chat.status == ChatStatus.QUEUED:
+        queue_position.send_position(chat)
+        return "where"
     if chat.chat_type in BLENDED_CHAT_TYPES:
         return sms_side.on_caller_text(chat=chat, message=message)
     if api_sms.api_chat_replied(chat=chat):

@@ -118,6 +118,10 @@ class Chat(models.Model):
         default=False, help_text="Several CRM contacts share the number: the agent picks one."
     )
     ticket_id = models.CharField(max_length=64, blank=True)
+    position_update_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the next place-in-queue text is due (while queued)."
+    )
+    position_updates_sent = models.PositiveSmallIntegerField(default=0)
     survey_sent_at = models.DateTimeField(null=True, blank=True, help_text="When the CSAT survey was texted.")
     rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The consumer's CSAT score, 1 to 5.")
     feedback = models.TextField(blank=True, help_text="What the consumer wrote after the score.")

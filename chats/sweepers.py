@@ -4,7 +4,7 @@ Run by `manage.py sweep` (a loop every few seconds, started by `serve`) and, as 
 by a django-q2 schedule every minute. Safe to run twice and from several processes."""
 import logging
 
-from chats import intake, timers
+from chats import intake, queue_position, timers
 from chats.calls import consent
 from portal import event_webhooks
 from portal.presence import sweep_presence
@@ -20,6 +20,7 @@ def run_sweepers() -> dict:
     return {
         "inbound": intake.sweep(),
         "chats": timers.sweep(),
+        "positions": queue_position.send_updates(),
         "calls": consent.sweep_calls(),
         "outbound": sms_tasks.sweep_outbound(),
         "presence": sweep_presence(),

@@ -129,6 +129,14 @@ class QueueAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "parent", "position", "menu_keywords", "sms_enabled", "hidden"]}),
         ("Chats", {"fields": ["answer_type", "languages"]}),
         ("Hours of operation", {"fields": ["time_zone", "always_open"]}),
+        (
+            "Waiting consumers",
+            {
+                "description": "A waiting consumer can text the WHERE word (Queues › BACK/EXIT command words) "
+                "for their place and the estimated wait; the 'place in queue' system message says it.",
+                "fields": ["position_update_minutes", "position_update_limit"],
+            },
+        ),
         ("Reporting", {"fields": ["service_level_seconds", "short_abandon_seconds"]}),
         (
             "Expiration and timeouts (overrides; empty uses the chat settings)",
@@ -199,8 +207,9 @@ class MenuCommandAdmin(admin.ModelAdmin):
         (
             None,
             {
-                "description": "Whole-message words consumers can text to navigate menus. STOP, START, "
-                "HELP and their synonyms are protected and cannot be used.",
+                "description": "Whole-message words consumers can text to navigate menus (BACK, EXIT) or, "
+                "while waiting, to ask their place in the queue (WHERE). STOP, START, HELP and their synonyms "
+                "are protected and cannot be used.",
                 "fields": ["word", "action"],
             },
         )

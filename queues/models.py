@@ -22,6 +22,7 @@ class AnswerType(models.TextChoices):
 class MenuAction(models.TextChoices):
     BACK = "back", "Back: return to the previous menu"
     EXIT = "exit", "Exit: end the chat"
+    WHERE = "where", "Where: the consumer's place in the queue and the estimated wait"
 
 
 class QueueQuerySet(models.QuerySet):
@@ -131,6 +132,21 @@ class Queue(models.Model):
     )
     min_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    position_update_minutes = models.PositiveIntegerField(
+        "place-in-queue update every (minutes)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="While a consumer waits here, text them their place and the estimated wait this often "
+        "(the 'place in queue' text). Empty: no updates. An API-initiated chat gets none in quiet hours.",
+    )
+    position_update_limit = models.PositiveSmallIntegerField(
+        "place-in-queue updates at most",
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="How many updates one wait gets at most.",
+    )
 
     # Reporting (SPEC M): what the service level and the abandon rate are measured against.
     service_level_seconds = models.PositiveIntegerField(
@@ -320,6 +336,13 @@ class QueueMessages(models.Model):
         help_text="Sent when a timer ends the chat. Empty: nothing is sent.",
     )
     chat_ended = models.TextField(blank=True, default="This conversation has ended. Thank you!")
+    position_update = models.TextField(
+        "place in queue",
+        blank=True,
+        default="You are number {position} in line. Estimated wait: {wait}.",
+        help_text="Sent when a waiting consumer texts the WHERE word, and as the queue's periodic update. "
+        "{position} and {wait} are filled in; they also work in the queued and after-hours texts.",
+    )
     csat_survey = models.TextField(
         "CSAT survey",
         blank=True,

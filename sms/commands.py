@@ -10,11 +10,12 @@ class Command(str, Enum):
     HELP = "help"
     BACK = "back"
     EXIT = "exit"
+    WHERE = "where"
 
 
 def recognise_command(text: str, *, menu_words: dict[str, str] | None = None) -> Command | None:
     """The command a whole message is, or None. `menu_words` maps configured words (BACK, EXIT,
-    …) to "back" or "exit"."""
+    WHERE, …) to "back", "exit" or "where"."""
     word = normalise_word(text)
     if not word:
         return None
