@@ -4,6 +4,7 @@ manual-answer chat is offered; an agent whose status or adapter makes them eligi
 finishes a chat, has their queues' waiting chats assigned."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from django.db import transaction
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def queue_chat(
-    *, chat: Chat, queue: Queue, by: str = "system", send_notice: bool = True, extra_fields: tuple[str, ...] = ()
+    *, chat: Chat, queue: Queue, by: str = "system", send_notice: bool = True, extra_fields: tuple[str, ...] = (),
+    queued_at: dt.datetime | None = None,
 ) -> None:
     """Put a chat in a leaf queue: the queued or after-hours text, then try to assign.
-    `extra_fields`: chat fields the caller changed, saved in the same UPDATE."""
+    `extra_fields`: chat fields the caller changed, saved in the same UPDATE. `queued_at`: the
+    place in line the chat keeps (a deflected caller's, SPEC B4) instead of now."""
     now = timezone.now()
     open_now = is_open(queue, now)
     chat.queue = queue
@@ -54,6 +57,9 @@ def queue_chat(
         chat.agent = None
         fields.append("agent")
     transition(chat, ChatStatus.QUEUED, by=by, extra_fields=tuple(fields), queue_id=queue.pk)
+    if queued_at is not None:
+        chat.queued_at = queued_at
+        chat.save(update_fields=["queued_at"])
     if send_notice:
         notice = transcript.system_text(chat, "queued" if open_now else "after_hours")
         transcript.send_text(chat=chat, body=queue_position.fill(notice, chat))

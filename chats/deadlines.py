@@ -123,7 +123,9 @@ def _latest(*times, default: dt.datetime) -> dt.datetime:
 def _queued_deadline(
     chat: Chat, now: dt.datetime, chat_settings: ChatSettings, facts: DeadlineFacts
 ) -> tuple[str, dt.datetime]:
-    start = chat.queued_at or now
+    # A deflected caller's chat keeps the call's place (an earlier queued_at) but gets the whole
+    # unanswered time from when it was created.
+    start = _latest(chat.queued_at, chat.created_at, default=now) if chat.queued_at else now
     if chat.queue is None:
         open_now, since, until = not chat.queued_after_hours, None, None
     else:

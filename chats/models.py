@@ -49,6 +49,7 @@ class StartType(models.TextChoices):
     MANUAL = "manual_answer", "Manual Answer"
     AUTO = "auto_answer", "Auto Answer"
     OUTBOUND = "outbound", "Outbound"
+    DEFLECTION = "deflection", "Deflection"
 
 
 class FinishReason(models.TextChoices):
@@ -330,6 +331,7 @@ class CallStatus(models.TextChoices):
     ASSIGNED = "assigned", "Assigned"
     ENDED = "ended", "Ended"
     ABANDONED = "abandoned", "Abandoned"
+    DEFLECTED = "deflected", "Deflected to SMS"
 
 
 ACTIVE_CALL_STATUSES = [CallStatus.QUEUED, CallStatus.ASSIGNED]
@@ -379,6 +381,13 @@ class Call(models.Model):
         help_text="The SMS side of the call.",
     )
     in_call_sms_open = models.BooleanField(default=False, help_text="The agent opened an in-call SMS session.")
+    deflection_offered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the caller was offered to continue by text (SPEC B4); offered once."
+    )
+    deflected_chat = models.ForeignKey(
+        Chat, null=True, blank=True, on_delete=models.SET_NULL, related_name="deflected_calls",
+        help_text="The SMS chat the caller continued in, having pressed 3.",
+    )
     crm_record = models.ForeignKey(CrmRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)

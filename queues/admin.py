@@ -57,7 +57,7 @@ class QueueBlendingMessagesInline(admin.StackedInline):
     model = QueueBlendingMessages
     extra = 0
     classes = ["collapse"]
-    fields = ["language", *QueueBlendingMessages.TEXT_FIELDS]
+    fields = ["language", *QueueBlendingMessages.TEXT_FIELDS, "deflection_prompt", "deflection_goodbye"]
 
 
 class OpeningHoursInline(admin.TabularInline):
@@ -163,6 +163,16 @@ class QueueAdmin(admin.ModelAdmin):
                     "consent_play_limit",
                     ("min_estimated_wait_seconds", "max_estimated_wait_seconds"),
                 ],
+            },
+        ),
+        (
+            "Pre-session SMS deflection (IVR queues)",
+            {
+                "classes": ["collapse"],
+                "description": "A waiting caller is offered once to continue by text (press 3); the call ends "
+                "and an SMS chat starts in the deflection queue, keeping the caller's place. The offer's "
+                "words are under 'in-call SMS texts of this queue'.",
+                "fields": ["deflection_enabled", "deflection_min_wait_seconds", "deflection_queue"],
             },
         ),
     ]

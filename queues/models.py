@@ -132,6 +132,26 @@ class Queue(models.Model):
     )
     min_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_estimated_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+    deflection_enabled = models.BooleanField(
+        "pre-session SMS deflection on",
+        default=False,
+        help_text="A caller waiting in this IVR queue is offered to continue by text (press 3): the call ends "
+        "and an SMS chat starts, already queued with the caller's place.",
+    )
+    deflection_min_wait_seconds = models.PositiveIntegerField(
+        "offer deflection from an estimated wait of (seconds)",
+        default=120,
+        help_text="Not offered when the estimated wait is shorter.",
+    )
+    deflection_queue = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        limit_choices_to={"children__isnull": True},
+        help_text="The SMS queue a deflected caller's chat waits in. Empty: this queue.",
+    )
 
     position_update_minutes = models.PositiveIntegerField(
         "place-in-queue update every (minutes)",
@@ -276,6 +296,15 @@ class QueueBlendingMessages(models.Model):
     wait_time_sms_text = models.TextField("wait-time SMS", blank=True, help_text=GENERAL)
     closing_sms = models.TextField(blank=True, help_text=GENERAL)
     after_session_auto_response = models.TextField(blank=True, help_text=GENERAL)
+    deflection_prompt = models.TextField(
+        "deflection offer",
+        blank=True,
+        help_text="Read to a waiting caller when deflection is on (SPEC B4); it must say 'press 3'. Empty: "
+        "'To continue by text message instead, press 3. We will keep your place in line.'",
+    )
+    deflection_goodbye = models.TextField(
+        blank=True, help_text="Read before the call ends, when the caller pressed 3. Empty: 'We are texting you now. Goodbye.'"
+    )
 
     TEXT_FIELDS = (
         "consent_prompt", "sms_sent_prompt", "incorrect_selection_prompt", "wait_time_sms_text", "closing_sms",

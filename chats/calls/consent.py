@@ -29,7 +29,7 @@ from django.db.models import Avg, DurationField, ExpressionWrapper, F
 from django.utils import timezone
 
 from chats import events, transcript
-from chats.calls import lifecycle, rules, sms_side
+from chats.calls import deflection, lifecycle, rules, sms_side
 from chats.models import (
     ChatEventKind,
     Call,
@@ -138,7 +138,7 @@ def consent_refusal(call: Call, *, now: dt.datetime | None = None, in_call: InCa
 class WaitStep(NamedTuple):
     """What the caller on hold hears next: the consent prompt, or hold for `hold_seconds`."""
 
-    action: str  # "consent" | "hold"
+    action: str  # "consent" | "deflect" | "hold"
     prompt: rules.Prompt | None
     hold_seconds: int
     reason: str = ""
@@ -150,6 +150,10 @@ def wait_step(*, call_sid: str, now: dt.datetime | None = None) -> tuple[Call, W
     now = now or timezone.now()
     with transaction.atomic():
         call = lifecycle.lock_call(call_sid)
+        if not deflection.offer_refusal(call, lambda: estimated_wait_seconds(call, now=now)):
+            # SPEC B4: "press 3 to continue by text instead", once, before the wait-time SMS.
+            events.call_updated(call)
+            return call, WaitStep("deflect", deflection.mark_offered(call, now), 0)
         in_call = InCallSmsSettings.load()
         reason = consent_refusal(call, now=now, in_call=in_call)
         if not reason:
@@ -169,9 +173,10 @@ def wait_step(*, call_sid: str, now: dt.datetime | None = None) -> tuple[Call, W
 
 
 class DigitOutcome(NamedTuple):
-    outcome: str  # allowed | denied | incorrect | no_response | ignored
+    outcome: str  # allowed | denied | incorrect | no_response | ignored | deflected
     prompts: list[rules.Prompt]
     ask_again: bool  # the consent prompt follows at once (after an incorrect digit)
+    hang_up: bool = False  # deflected: the IVR ends the call after the prompts
 
 
 def apply_digit(*, call_sid: str, digit: str, now: dt.datetime | None = None) -> tuple[Call, DigitOutcome]:
@@ -181,6 +186,11 @@ def apply_digit(*, call_sid: str, digit: str, now: dt.datetime | None = None) ->
     digit = (digit or "").strip()
     with transaction.atomic():
         call = lifecycle.lock_call(call_sid)
+        if digit == deflection.DIGIT and deflection.can_accept(call):
+            goodbye = deflection.deflect(call)
+            if goodbye is not None:
+                events.call_updated(call)
+                return call, DigitOutcome("deflected", [goodbye], False, hang_up=True)
         answered = call.wait_time_sms_status in (WaitTimeSmsStatus.ALLOWED, WaitTimeSmsStatus.DENIED)
         if call.status != CallStatus.QUEUED or answered or call.prompt_plays == 0:
             return call, DigitOutcome("ignored", [], False)

@@ -9,9 +9,12 @@ of /apps/api/v1/. The IVR reports what happens; the portal answers what to play.
          → {"action": "consent", "prompts": [...], "timeout_seconds": 10}: play the prompts,
            collect one digit for 10 s and report it (or nothing: after 10 s the portal counts
            no_response by itself)
+         → {"action": "deflect", "prompts": [...], "timeout_seconds": 10}: the offer to continue by
+           text (SPEC B4); collect one digit and report it as for the consent prompt
          → {"action": "hold", "check_again_in_seconds": N}
-    POST /apps/api/v1/ivr/calls/{call_id}/digit       {"digit": "1" | "2" | other | ""}
-         → {"outcome", "prompts": [...], "then": "gather" | "wait", "timeout_seconds"?}
+    POST /apps/api/v1/ivr/calls/{call_id}/digit       {"digit": "1" | "2" | "3" | other | ""}
+         → {"outcome", "prompts": [...], "then": "gather" | "wait" | "hangup", "timeout_seconds"?}
+           ("deflected" and "hangup": play the prompts and end the call; the SMS chat has started)
     POST /apps/api/v1/ivr/calls/{call_id}/assigned    {"agent_id"} or {"agent_email"}
     POST /apps/api/v1/ivr/calls/{call_id}/ended       the call is over (abandoned if never assigned)
 
@@ -62,14 +65,14 @@ class CallOutSerializer(serializers.Serializer):
 
 
 class PromptSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["consent", "sms_sent", "incorrect_selection"])
+    kind = serializers.ChoiceField(choices=["consent", "sms_sent", "incorrect_selection", "deflection", "deflection_goodbye"])
     text = serializers.CharField(help_text="Read this in `language`…")
     language = serializers.CharField()
     audio_url = serializers.URLField(allow_null=True, help_text="…or play this recording when set.")
 
 
 class WaitAnswerSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["consent", "hold"])
+    action = serializers.ChoiceField(choices=["consent", "deflect", "hold"])
     prompts = PromptSerializer(many=True, required=False)
     timeout_seconds = serializers.IntegerField(required=False, help_text="Collect one digit this long.")
     check_again_in_seconds = serializers.IntegerField(required=False)
@@ -78,9 +81,11 @@ class WaitAnswerSerializer(serializers.Serializer):
 
 
 class DigitAnswerSerializer(serializers.Serializer):
-    outcome = serializers.ChoiceField(choices=["allowed", "denied", "incorrect", "no_response", "ignored"])
+    outcome = serializers.ChoiceField(choices=["allowed", "denied", "incorrect", "no_response", "ignored", "deflected"])
     prompts = PromptSerializer(many=True)
-    then = serializers.ChoiceField(choices=["gather", "wait"], help_text="gather: collect a digit again.")
+    then = serializers.ChoiceField(
+        choices=["gather", "wait", "hangup"], help_text="gather: collect a digit again; hangup: end the call after the prompts."
+    )
     timeout_seconds = serializers.IntegerField(required=False)
     call = CallOutSerializer()
 
@@ -163,15 +168,15 @@ class CallView(IvrView):
 
 class WaitView(IvrView):
     @extend_schema(
-        tags=["IVR"], summary="The caller is on hold: play the consent prompt now, or hold",
+        tags=["IVR"], summary="The caller is on hold: play the deflection offer or the consent prompt now, or hold",
         request=None, responses={200: WaitAnswerSerializer, **IVR_ERRORS},
     )
     def post(self, request, call_id):
         call, step = consent.wait_step(call_sid=call_id)
-        if step.action == "consent":
+        if step.action in ("consent", "deflect"):
             return Response(
                 {
-                    "action": "consent",
+                    "action": step.action,
                     "prompts": [prompt_json(request, step.prompt)],
                     "timeout_seconds": consent.CONSENT_TIMEOUT_SECONDS,
                     "call": events.call_payload(call),
@@ -193,7 +198,7 @@ class DigitSerializer(serializers.Serializer):
 
 class DigitView(IvrView):
     @extend_schema(
-        tags=["IVR"], summary="The digit the caller pressed after the consent prompt (empty: none)",
+        tags=["IVR"], summary="The digit the caller pressed after the consent prompt or the deflection offer (empty: none)",
         request=DigitSerializer, responses={200: DigitAnswerSerializer, **IVR_ERRORS},
     )
     def post(self, request, call_id):
@@ -203,7 +208,7 @@ class DigitView(IvrView):
         body = {
             "outcome": result.outcome,
             "prompts": [prompt_json(request, prompt) for prompt in result.prompts],
-            "then": "gather" if result.ask_again else "wait",
+            "then": "hangup" if result.hang_up else "gather" if result.ask_again else "wait",
             "call": events.call_payload(call),
         }
         if result.ask_again:

@@ -92,10 +92,11 @@ def lock_call(call_sid: str) -> Call:
 
 # The one transition table of a call's status (DESIGN rule 2).
 CALL_MOVES = {
-    CallStatus.QUEUED: {CallStatus.ASSIGNED, CallStatus.ABANDONED},
+    CallStatus.QUEUED: {CallStatus.ASSIGNED, CallStatus.ABANDONED, CallStatus.DEFLECTED},
     CallStatus.ASSIGNED: {CallStatus.ENDED},
     CallStatus.ABANDONED: set(),
     CallStatus.ENDED: set(),
+    CallStatus.DEFLECTED: set(),
 }
 
 

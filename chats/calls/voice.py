@@ -13,7 +13,9 @@ Set up in Twilio:
 The flow: incoming → `<Enqueue waitUrl=/sms/twilio/voice/wait/>`; Twilio fetches the wait URL
 while the caller holds: either the consent prompt in a `<Gather numDigits="1" timeout="10"
 actionOnEmptyResult="true" action=/sms/twilio/voice/consent/>`, or hold (music or a pause) and a
-`<Redirect>` back to the wait URL; the consent URL applies the digit."""
+`<Redirect>` back to the wait URL; the consent URL applies the digit. With pre-session SMS
+deflection on (SPEC B4) the wait URL may offer "press 3" in the same `<Gather>`; on 3 the consent
+URL says goodbye and answers `<Hangup/>` (the SMS chat has started)."""
 from __future__ import annotations
 
 import functools
@@ -146,7 +148,7 @@ def voice_wait(request):
     except ChatActionError:
         _hold(response, consent.HOLD_MAX_SECONDS)  # a call the portal does not know: just hold
         return _twiml(response)
-    if step.action == "consent":
+    if step.action in ("consent", "deflect"):
         _consent_gather(request, response, [step.prompt])
     else:
         _hold(response, step.hold_seconds)
@@ -164,6 +166,11 @@ def voice_consent(request):
     if result.ask_again:
         _speak(request, response, result.prompts[0])
         _consent_gather(request, response, result.prompts[1:])
+        return _twiml(response)
+    if result.hang_up:  # deflected to SMS (SPEC B4): the goodbye, then the call ends
+        for prompt in result.prompts:
+            _speak(request, response, prompt)
+        response.hangup()
         return _twiml(response)
     for prompt in result.prompts:
         _speak(request, response, prompt)

@@ -307,3 +307,35 @@ def test_presets_only_a_refused_session_and_a_reload(pages, ivr, consumer):
     alice.reload()
     expect(alice.locator("#connection")).to_have_text("Live")
     expect(card).to_have_count(1)  # closed stays closed
+
+
+@pytest.mark.e2e
+def test_a_waiting_caller_deflected_to_sms_reaches_the_agent(pages, ivr, caller):
+    """SPEC B4: the IVR offers "press 3", the caller presses it, the IVR hangs up, and alice's
+    adapter receives the SMS chat, marked as coming from a call, which she answers by text."""
+    queue = billing()
+    queue.deflection_enabled = True
+    queue.deflection_min_wait_seconds = 60
+    queue.save()
+    alice = pages.agent("alice")
+    alice.locator("#status-switch .st-away").click()  # not free yet: the chat will wait for her
+    expect(alice.locator('#status-switch input[value="away"]')).to_be_checked()
+
+    ivr.post("", {"call_id": "e2e-deflect", "caller_number": CALLER, "queue_id": queue.pk}, expect_status=201)
+    offer = ivr.post("/e2e-deflect/wait")
+    assert offer["action"] == "deflect" and "press 3" in offer["prompts"][0]["text"]
+    answer = ivr.post("/e2e-deflect/digit", {"digit": "3"})
+    assert (answer["outcome"], answer["then"], answer["call"]["status"]) == ("deflected", "hangup", "deflected")
+    chat = Call.objects.get(call_sid="e2e-deflect").deflected_chat
+    assert chat.status == ChatStatus.QUEUED and chat.queued_at == Call.objects.get(call_sid="e2e-deflect").queued_at
+
+    alice.locator("#status-switch .st-available").click()
+    item = alice.locator("#chat-list .chat-item")
+    expect(item).to_have_count(1)
+    expect(item.locator(".tag")).to_have_text("From a call")
+    item.first.click()
+    alice.locator("#composer-input").fill("Hi! Thanks for switching to text. How can I help?")
+    alice.locator("#composer-input").press("Enter")
+    expect(alice.locator("#transcript .msg-agent", has_text="switching to text")).to_have_count(1)
+    assert caller.text("My bill is wrong") == "message"
+    expect(alice.locator("#transcript .msg-consumer", has_text="My bill is wrong")).to_have_count(1)

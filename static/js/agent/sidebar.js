@@ -45,6 +45,7 @@ export function mountSidebar({ store, actions }) {
         h("span", { class: "ci-mid" },
           h("span", { class: "ci-queue" }, chat.queue_name || (chat.start_type === "outbound" ? "Outbound" : "—")),
           chat.chat_type === "outbound_sms" ? h("span", { class: "tag" }, "Outbound") : null,
+          chat.start_type === "deflection" ? h("span", { class: "tag", title: "The caller chose to continue by text while waiting on the phone" }, "From a call") : null,
           h("span", { class: `ci-wait${wait.waiting ? " waiting" : ""}${wait.seconds > 120 ? " late" : ""}`, dataset: { tick: "chat", chatId: chat.id } }, wait.text),
         ),
         h("span", { class: "ci-preview" }, chat.last_message || ""),
