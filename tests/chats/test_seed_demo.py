@@ -9,7 +9,7 @@ from django.core import serializers
 from django.core.management import call_command
 from django.db import connection
 
-from portal.models import AgentProfile, ChatSettings, ChatShortcut, PresetMessage, Team
+from portal.models import AgentProfile, ChatSettings, ChatShortcut, InCallSmsSettings, PresetMessage, Team
 from queues.models import AnswerType, Queue
 from sms.models import NumberDirection, NumberRole, NumberUsage, PhoneNumber, QueueNumber
 
@@ -136,7 +136,25 @@ def test_the_outbound_only_number_is_shared_by_both_leaves(seeded):
         ("Billing", NumberRole.OUTBOUND),
         ("Tech", NumberRole.OUTBOUND),
     ]
-    assert PhoneNumber.objects.count() == 3  # and the in-call SMS number
+    assert PhoneNumber.objects.count() == 4  # and the in-call SMS number, and the unverified one
+
+
+def test_one_number_is_left_unverified_and_no_queue_may_take_it(seeded, admin_client):
+    """Issue 14, item 10: the "unverified number" guard can be seen in the demo."""
+    from django.core.exceptions import ValidationError
+
+    number = PhoneNumber.objects.get(number="+15550100004")
+    assert not number.is_verified and not QueueNumber.objects.filter(number=number).exists()
+    link = QueueNumber(queue=Queue.objects.get(name="Billing"), number=number, role=NumberRole.OUTBOUND)
+    with pytest.raises(ValidationError, match="verified"):
+        link.full_clean()
+
+
+def test_the_demo_shows_the_closing_sms_the_after_session_response_and_the_survey(seeded):
+    in_call = InCallSmsSettings.load()
+    assert in_call.closing_sms_enabled and in_call.after_session_auto_response_enabled
+    for name in ("Billing", "Tech"):
+        assert Queue.objects.get(name=name).messages.get(language="en").csat_survey.startswith("How did we do?")
 
 
 def test_the_in_call_sms_number_is_never_on_a_queue(seeded):

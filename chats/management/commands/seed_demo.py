@@ -20,6 +20,8 @@ from sms.models import NumberDirection, NumberRole, NumberUsage, PhoneNumber, Qu
 
 INCOMING_NUMBER = "+15550100001"
 OUTBOUND_NUMBER = "+15550100002"
+UNVERIFIED_NUMBER = "+15550100004"
+DEMO_SURVEY = "How did we do? Reply 1 (poor) to 5 (great)."
 IN_CALL_NUMBER = "+15550100003"
 
 # Short enough to watch in the demo: a chat waiting in Billing or Tech with no agent signed in
@@ -126,6 +128,12 @@ def _numbers(created: list[str]) -> dict[str, PhoneNumber]:
             },
         )
         _note(created, was_created, f"number {number}")
+    # Left unverified, so the admin's guard can be seen: it cannot be put on a queue until verified.
+    _, was_created = PhoneNumber.objects.get_or_create(
+        number=UNVERIFIED_NUMBER,
+        defaults={"label": "Not verified yet (demo)", "direction": NumberDirection.INCOMING, "messages_per_second": 1},
+    )
+    _note(created, was_created, f"unverified number {UNVERIFIED_NUMBER}")
     return numbers
 
 
@@ -147,7 +155,7 @@ def _queues(numbers: dict[str, PhoneNumber], created: list[str]) -> None:
         if was_created:
             leaf.agents.add(*agents)
         _demo_queue_values(leaf, created)
-        _messages(leaf)
+        _messages(leaf, csat_survey=DEMO_SURVEY)
         _link(leaf, numbers[OUTBOUND_NUMBER], NumberRole.OUTBOUND, created)
 
 
@@ -207,6 +215,11 @@ def _blending(created: list[str]) -> None:
         in_call.custom_messages_allowed = True
         in_call.save()
         created.append("in-call SMS settings")
+    if not (in_call.closing_sms_enabled and in_call.after_session_auto_response_enabled):
+        in_call.closing_sms_enabled = True
+        in_call.after_session_auto_response_enabled = True
+        in_call.save(update_fields=["closing_sms_enabled", "after_session_auto_response_enabled"])
+        created.append("closing SMS and after-session auto response")
     _, was_created = BlendingMessages.objects.get_or_create(settings=in_call, language="en")
     if was_created:
         created.append("in-call SMS prompts")
