@@ -3,9 +3,9 @@
 (a menu command word, `queues.models.MenuAction.WHERE`) answered at once; and a queue's periodic
 updates, due in the chat's `position_update_at` column and sent by the sweeper.
 
-The estimate comes from the queue's recent assignments: with chats assigned in the last hour,
-each one ahead takes (60 minutes ÷ that count); without, the average wait of the queue's last
-assigned chats; with no history, "a few minutes"."""
+The estimate comes from the queue's recent assignments: with at least three chats assigned in
+the last hour, each place takes (60 minutes ÷ that count); with fewer, each place takes the
+average wait of the queue's last assigned chats; with no history, "a few minutes"."""
 from __future__ import annotations
 
 import datetime as dt
@@ -29,6 +29,9 @@ RATE_WINDOW = dt.timedelta(hours=1)
 HISTORY_WINDOW = dt.timedelta(days=7)
 HISTORY_CHATS = 20
 UPDATES_PER_SWEEP = 200
+# Fewer assignments than this in the last hour say little about the rate (one would mean "an
+# hour per place"): the recent waits are used instead.
+MIN_RATE_ASSIGNMENTS = 3
 
 
 def position(chat: Chat) -> int:
@@ -45,7 +48,7 @@ def estimated_wait_seconds(queue: Queue, place: int, *, now: dt.datetime | None 
     now = now or timezone.now()
     recent = Chat.objects.filter(queue=queue, assigned_at__isnull=False, queued_at__isnull=False)
     assigned_last_hour = recent.filter(assigned_at__gte=now - RATE_WINDOW).count()
-    if assigned_last_hour:
+    if assigned_last_hour >= MIN_RATE_ASSIGNMENTS:
         return place * RATE_WINDOW.total_seconds() / assigned_last_hour
     last = recent.filter(assigned_at__gte=now - HISTORY_WINDOW).order_by("-assigned_at").values_list("pk", flat=True)[:HISTORY_CHATS]
     average = (
@@ -53,7 +56,7 @@ def estimated_wait_seconds(queue: Queue, place: int, *, now: dt.datetime | None 
         .annotate(wait=ExpressionWrapper(F("assigned_at") - F("queued_at"), output_field=DurationField()))
         .aggregate(avg=Avg("wait"))["avg"]
     )
-    return average.total_seconds() if average is not None else None
+    return place * average.total_seconds() if average is not None else None
 
 
 def wait_words(seconds: float | None) -> str:
