@@ -9,7 +9,6 @@ average wait of the queue's last assigned chats; with no history, "a few minutes
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 
 from django.db import transaction
@@ -20,10 +19,7 @@ from chats import transcript
 from chats.models import Chat, ChatStatus, ChatType
 from portal.models import ChatSettings
 from queues.models import Queue
-from sms.pipeline import SendRefused
 from sms.quiet_hours import next_send_time
-
-log = logging.getLogger(__name__)
 
 RATE_WINDOW = dt.timedelta(hours=1)
 HISTORY_WINDOW = dt.timedelta(days=7)
@@ -81,15 +77,7 @@ def fill(text: str, chat: Chat) -> str:
 
 def send_position(chat: Chat) -> bool:
     """The "place in queue" text now (the consumer's WHERE, or a periodic update)."""
-    body = fill(transcript.system_text(chat, "position_update"), chat)
-    if not body.strip():
-        return False
-    try:
-        transcript.send_text(chat=chat, body=body)
-    except SendRefused as exc:
-        log.info("chat %s: place in queue not sent: %s", chat.pk, exc.message)
-        return False
-    return True
+    return transcript.send_if_set(chat, fill(transcript.system_text(chat, "position_update"), chat), what="place in queue")
 
 
 def first_update_at(queue: Queue, now: dt.datetime) -> dt.datetime | None:

@@ -7,7 +7,6 @@ The survey's texts are the queue's system messages (`csat_survey`, `csat_thanks`
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from django.db.models import Q
 from django.utils import timezone
@@ -17,9 +16,6 @@ from chats.models import Author, Chat, ChatEvent, ChatEventKind, ChatStatus, Cha
 from portal import crm
 from portal.models import ChatSettings
 from sms.models import InboundMessage, PhoneNumber
-from sms.pipeline import SendRefused
-
-log = logging.getLogger(__name__)
 
 SURVEYED_TYPES = {ChatType.SMS, ChatType.OUTBOUND_SMS, ChatType.API_SMS}
 SCORES = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
@@ -30,13 +26,7 @@ def send_survey(chat: Chat) -> bool:
     True when one was sent."""
     if chat.finish_reason != FinishReason.AGENT_ENDED or chat.chat_type not in SURVEYED_TYPES or chat.queue is None:
         return False
-    body = transcript.system_text(chat, "csat_survey")
-    if not body.strip():
-        return False
-    try:
-        transcript.send_text(chat=chat, body=body)
-    except SendRefused as exc:
-        log.info("chat %s: survey not sent: %s", chat.pk, exc.message)
+    if not transcript.send_if_set(chat, transcript.system_text(chat, "csat_survey"), what="survey"):
         return False
     chat.survey_sent_at = timezone.now()
     chat.save(update_fields=["survey_sent_at"])
@@ -78,12 +68,7 @@ def on_reply(*, inbound: InboundMessage, number: PhoneNumber) -> str:
         chat.save(update_fields=["rating"])
         ChatEvent.objects.create(chat=chat, kind=ChatEventKind.SURVEY_ANSWERED, by="end_user", data={"rating": score})
         crm.add_entry(chat.crm_record, "csat", f"Satisfaction score {score} of 5", rating=score)
-        thanks = transcript.system_text(chat, "csat_thanks")
-        if thanks.strip():
-            try:
-                transcript.send_text(chat=chat, body=thanks)
-            except SendRefused as exc:
-                log.info("chat %s: survey thanks not sent: %s", chat.pk, exc.message)
+        transcript.send_if_set(chat, transcript.system_text(chat, "csat_thanks"), what="survey thanks")
         return "survey_score"
     transcript.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
     chat.feedback = inbound.body

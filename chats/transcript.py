@@ -13,7 +13,7 @@ from chats.models import (
 )
 from portal.models import AgentProfile, ChatSettings
 from queues.models import queue_text
-from sms.pipeline import queue_sms
+from sms.pipeline import SendRefused, queue_sms
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,19 @@ def send_text(
         notify_group=events.chat_group(chat.pk),
     )
     return add_message(chat=chat, author=author, body=body, agent=agent, outbound=outbound)
+
+
+def send_if_set(chat: Chat, body: str, *, what: str, kind: str = "system") -> bool:
+    """A configured text into the chat (empty: nothing is sent). The outbound pipeline's refusal
+    (opted out, the duplicate limiter) is logged, not raised. Returns whether it went."""
+    if not body.strip():
+        return False
+    try:
+        send_text(chat=chat, body=body, kind=kind)
+    except SendRefused as exc:
+        log.info("chat %s: %s not sent: %s", chat.pk, what, exc.message)
+        return False
+    return True
 
 
 def system_text(chat: Chat, kind: str) -> str:

@@ -162,11 +162,7 @@ def end_sms_side(call: Call) -> None:
     in_call = InCallSmsSettings.load()
     if in_call.closing_sms_enabled:
         body = rules.messages_for(chat.language, in_call, queue=call.queue).closing_sms
-        if body:
-            try:
-                transcript.send_text(chat=chat, body=body, kind="blending")
-            except SendRefused as exc:
-                log.info("call %s: closing SMS not sent: %s", call.call_sid, exc.message)
+        transcript.send_if_set(chat, body, what="closing SMS", kind="blending")
     services.end_chat(chat=chat, by=DisconnectedBy.SYSTEM, reason=FinishReason.CALL_ENDED, notify_consumer=False)
 
 
