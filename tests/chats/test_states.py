@@ -107,10 +107,10 @@ def test_a_batch_with_one_chat_that_may_not_move_moves_none(place):
 
 # --- a call's status (chats.calls.lifecycle.CALL_MOVES) --------------------------------------------
 
-CALL_MOVES = [("queued", "assigned"), ("queued", "abandoned"), ("assigned", "ended")]
+CALL_MOVES = [("queued", "assigned"), ("queued", "abandoned"), ("queued", "deflected"), ("assigned", "ended")]
 
 
-@pytest.mark.parametrize("old, new", list(itertools.product(["queued", "assigned", "abandoned", "ended"], repeat=2)))
+@pytest.mark.parametrize("old, new", list(itertools.product(["queued", "assigned", "abandoned", "ended", "deflected"], repeat=2)))
 def test_a_call_moves_only_by_its_table(old, new):
     from chats.calls.lifecycle import CALL_MOVES as TABLE, move_call
     from chats.models import Call
