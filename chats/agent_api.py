@@ -20,6 +20,7 @@ from portal import crm
 from portal.models import AgentProfile, AgentStatus, ChatSettings, ChatShortcut, CrmContact
 from queues.models import Queue
 from queues.routing import eligible_agents
+from sms import consent as ledger
 from sms.models import NumberRole, PhoneNumber
 
 
@@ -226,6 +227,15 @@ class EndView(AgentView):
         return Response(AgentChatSerializer(chat, context=self.context()).data)
 
 
+class DoNotContactView(AgentView):
+    """The consumer asked in words not to be texted (SPEC R2): list, ledger, confirmation, end."""
+
+    def post(self, request, chat_id):
+        chat = self.chat_for_agent(chat_id)
+        chat = services.mark_do_not_contact(agent=self.agent, chat=chat)
+        return Response(AgentChatSerializer(chat, context=self.context()).data)
+
+
 class ReadView(AgentView):
     def post(self, request, chat_id):
         chat = self.chat_for_agent(chat_id)
@@ -261,6 +271,14 @@ class ContactView(AgentView):
                 "earlier_chats": [
                     {"id": c.pk, "created_at": c.created_at, "finish_reason": c.finish_reason, "queue": c.queue.name if c.queue else ""}
                     for c in earlier.select_related("queue")
+                ],
+                # The number's consent ledger (SPEC R2), newest first; the number itself is the chat's.
+                "consent": [
+                    {
+                        "at": e.at, "kind": e.kind, "kind_label": e.get_kind_display(), "source": e.source,
+                        "source_label": e.get_source_display(), "portal_number": e.portal_number, "by": e.by_name,
+                    }
+                    for e in ledger.history(chat.consumer_number, limit=10)
                 ],
             }
         )

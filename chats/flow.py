@@ -26,7 +26,7 @@ from chats.models import (
     ParticipantType,
 )
 from chats.deadlines import recompute_deadline
-from portal.keywords import normalise_word
+from portal.keywords import is_opt_out_phrase, normalise_word
 from portal.languages import language_name
 from portal.models import ChatSettings
 from portal.singletons import cached
@@ -115,6 +115,8 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
     consumer = inbound.from_number
     if chat is not None:
         _assign_again_after_commit(chat)
+    if command is None and not inbound.media and is_opt_out_phrase(inbound.body, chat_settings.opt_out_phrases):
+        command = Command.STOP  # "please stop texting me" (SPEC R2)
 
     # Commands first (S2), also inside an active chat.
     if command == Command.STOP:

@@ -19,6 +19,8 @@ from chats.models import (
     ChatEvent,
     ChatStatus,
     ChatType,
+    DisconnectedBy,
+    FinishReason,
     Message,
     Offer,
     Participant,
@@ -34,8 +36,8 @@ from portal.models import AgentProfile, ChatSettings
 from queues.hours import is_open
 from queues.models import Queue
 from queues.routing import is_eligible
-from sms.models import NumberRole, PhoneNumber
-from sms.pipeline import SendRefused, is_do_not_contact
+from sms.models import ConsentSource, NumberRole, PhoneNumber
+from sms.pipeline import SendRefused, add_do_not_contact, is_do_not_contact
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,24 @@ def end_chat(*, chat: Chat, by: str, reason: str, agent: AgentProfile | None = N
             transcript.send_text(chat=chat, body=transcript.system_text(chat, "chat_ended"))
         finish_chats([chat], by=by, reasons={chat.pk: reason})
         surveys.send_survey(chat)
+    return chat
+
+
+def mark_do_not_contact(*, agent: AgentProfile, chat: Chat) -> Chat:
+    """The consumer asked in words not to be texted any more (SPEC R2, FCC 2025: "any reasonable
+    means"): their number goes on the do-not-contact list of this portal number, the consent
+    ledger says which agent did it, they get the STOP confirmation, and the chat ends."""
+    with transaction.atomic():
+        chat = _lock_held_chat(agent, chat)
+        add_do_not_contact(
+            consumer_number=chat.consumer_number,
+            portal_number=chat.portal_number.number,
+            source=ConsentSource.AGENT,
+            by=agent.user,
+            text=f"Marked do not contact by {agent} in chat {chat.pk}",
+        )
+        transcript.send_text(chat=chat, body=ChatSettings.load().stop_confirmation, ignore_do_not_contact=True)
+        finish_chats([chat], by=DisconnectedBy.AGENT, reasons={chat.pk: FinishReason.END_USER_STOPPED})
     return chat
 
 

@@ -30,10 +30,11 @@ def add_message(
 
 def send_text(
     *, chat: Chat, body: str, author: str = Author.SYSTEM, agent: AgentProfile | None = None, kind: str = "system",
-    proactive: bool = False, media_urls: list[str] | None = None,
+    proactive: bool = False, media_urls: list[str] | None = None, ignore_do_not_contact: bool = False,
 ) -> Message | None:
     """Text the consumer through the outbound pipeline and keep it in the transcript. An empty
-    body sends nothing (a system message an admin left blank)."""
+    body sends nothing (a system message an admin left blank). `ignore_do_not_contact`: the one
+    confirmation of an opt-out."""
     if not body and not media_urls:
         return None
     outbound = queue_sms(
@@ -44,6 +45,7 @@ def send_text(
         kind=kind,
         proactive=proactive,
         notify_group=events.chat_group(chat.pk),
+        ignore_do_not_contact=ignore_do_not_contact,
     )
     return add_message(chat=chat, author=author, body=body, agent=agent, outbound=outbound)
 

@@ -45,7 +45,7 @@ class ChatSettingsAdmin(SingletonAdmin):
             {
                 "description": "STOP, START and HELP are fixed by law and carriers. The BACK and EXIT "
                 "words are edited under Queues › BACK/EXIT command words.",
-                "fields": ["support_contact_text", "stop_confirmation", "start_confirmation"],
+                "fields": ["support_contact_text", "stop_confirmation", "start_confirmation", "opt_out_phrases"],
             },
         ),
         (

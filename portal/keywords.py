@@ -19,3 +19,39 @@ def split_keywords(raw: str) -> list[str]:
         if word and word not in words:
             words.append(word)
     return words
+
+
+DEFAULT_OPT_OUT_PHRASES = "\n".join(
+    [
+        "stop texting me",
+        "please stop texting me",
+        "unsubscribe me",
+        "remove me from this list",
+        "remove me from your list",
+        "do not text me",
+        "dont text me",
+    ]
+)
+
+
+def normalise_phrase(text: str) -> str:
+    """A message as opt-out phrases are compared (FCC 2025, "any reasonable means"): lower case,
+    punctuation dropped ("Don't text me!" → "dont text me"), spaces collapsed."""
+    kept = "".join(ch for ch in (text or "").lower() if ch.isalnum() or ch.isspace())
+    return " ".join(kept.split())
+
+
+def phrase_list(raw: str) -> list[str]:
+    """The configured phrases, one per line, normalised, without duplicates or blanks."""
+    phrases: list[str] = []
+    for line in (raw or "").splitlines():
+        phrase = normalise_phrase(line)
+        if phrase and phrase not in phrases:
+            phrases.append(phrase)
+    return phrases
+
+
+def is_opt_out_phrase(text: str, raw_phrases: str) -> bool:
+    """The whole message is one of the configured opt-out phrases."""
+    message = normalise_phrase(text)
+    return bool(message) and message in phrase_list(raw_phrases)

@@ -15,6 +15,7 @@ from portal.health import healthz
 from portal.monitoring import urls as urls_monitoring
 from portal.reports import urls as urls_reports
 from sms import api as sms_api
+from sms import consent_api
 from sms.views import twilio_status
 
 API = r"^apps/api/v1/"
@@ -42,6 +43,7 @@ urlpatterns = [
     path("apps/api/v1/agent/chats/<int:chat_id>/messages", agent_api.MessagesView.as_view()),
     path("apps/api/v1/agent/chats/<int:chat_id>/transfer", agent_api.TransferView.as_view()),
     path("apps/api/v1/agent/chats/<int:chat_id>/end", agent_api.EndView.as_view()),
+    path("apps/api/v1/agent/chats/<int:chat_id>/do-not-contact", agent_api.DoNotContactView.as_view()),
     path("apps/api/v1/agent/chats/<int:chat_id>/read", agent_api.ReadView.as_view()),
     path("apps/api/v1/agent/chats/<int:chat_id>/contact", agent_api.ContactView.as_view()),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -49,6 +51,7 @@ urlpatterns = [
     # The public API (SPEC A): each path answers with and without its trailing slash.
     re_path(API + r"sms/?$", public_api.ApiSmsView.as_view(), name="api-sms"),
     re_path(API + r"sessionless_sms/?$", sms_api.SessionlessSmsView.as_view(), name="api-sessionless"),
+    re_path(API + r"consent/?$", consent_api.ConsentView.as_view(), name="api-consent"),
     re_path(
         API + r"sessionless_sms/(?P<request_id>[^/]+)/?$",
         sms_api.SessionlessStatusView.as_view(),

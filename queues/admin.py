@@ -1,10 +1,12 @@
 """Queue tree admin: the list shows the tree by indentation; messages, hours, agents and teams inline.
 The sms layer adds the numbers inline to this admin (sms/admin.py), as queues cannot import sms."""
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.utils.html import format_html
 
 from portal.admin import ChatSettingsAdmin
+from portal.keywords import normalise_phrase, phrase_list
 from portal.languages import language_name
 from portal.models import ChatSettings
 from queues.models import (
@@ -226,9 +228,30 @@ class MenuCommandAdmin(admin.ModelAdmin):
     ]
 
 
+class ChatSettingsForm(forms.ModelForm):
+    """An opt-out phrase may not be a menu keyword or a menu command word: that answer would
+    both choose and opt out."""
+
+    class Meta:
+        model = ChatSettings
+        fields = "__all__"
+
+    def clean_opt_out_phrases(self):
+        raw = self.cleaned_data["opt_out_phrases"]
+        words = {normalise_phrase(word): f"a menu keyword of {queue}" for queue in Queue.objects.exclude(menu_keywords="") for word in queue.keyword_list}
+        words.update({normalise_phrase(word): "a menu command word" for word in MenuCommand.objects.values_list("word", flat=True)})
+        for phrase in phrase_list(raw):
+            if phrase in words:
+                raise forms.ValidationError(f"“{phrase}” is {words[phrase]}; an opt-out phrase must be something else.")
+        return raw
+
+
 class ChatSettingsWithLanguagesAdmin(ChatSettingsAdmin):
     """The chat settings page, saying which enabled languages queues lack texts in (the queues
-    live in this layer, so the warning is added here, as sms adds the numbers to the queue page)."""
+    live in this layer, so the warning is added here, as sms adds the numbers to the queue page),
+    and checking the opt-out phrases against the menus' words."""
+
+    form = ChatSettingsForm
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "GET":

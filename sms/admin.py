@@ -1,11 +1,13 @@
 """Admin for the portal's numbers (Verify action), the Twilio connection page (Test connection),
 and the numbers inline on the queue admin."""
+import csv
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -14,6 +16,7 @@ from portal.readonly_admin import ReadOnlyAdmin
 from portal.singletons import SingletonAdmin
 from queues.admin import QueueAdmin
 from queues.models import Queue
+from sms import consent
 from sms.models import (
     ConsentEvent,
     ConsentSource,
@@ -326,6 +329,7 @@ class ConsentEventAdmin(ReadOnlyAdmin):
 
     list_display = ["at", "consumer_number", "portal_number", "kind", "source", "text_start", "by_name", "reason"]
     list_filter = ["kind", "source"]
+    actions = ["download_csv"]
     search_fields = ["consumer_number", "portal_number", "message_sid", "text", "reason", "by_name"]
     date_hierarchy = "at"
     fields = ["at", "consumer_number", "portal_number", "kind", "source", "text", "message_sid", "by_name", "reason"]
@@ -334,3 +338,13 @@ class ConsentEventAdmin(ReadOnlyAdmin):
     @admin.display(description="text")
     def text_start(self, obj):
         return obj.text[:60] + ("…" if len(obj.text) > 60 else "")
+
+    @admin.action(description="Download the selected rows as CSV")
+    def download_csv(self, request, queryset):
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="tern-consent-ledger.csv"'
+        writer = csv.DictWriter(response, fieldnames=consent.CSV_COLUMNS)
+        writer.writeheader()
+        for event in queryset.order_by("-at", "-pk"):
+            writer.writerow(consent.as_row(event))
+        return response

@@ -216,11 +216,14 @@ class ConsentSource(models.TextChoices):
     ADMIN = "admin", "Admin"
     AGENT = "agent", "Agent"
     API = "api", "API"
+    IVR = "ivr", "Caller's keypad"
 
 
 class ConsentKind(models.TextChoices):
     OPT_OUT = "opt_out", "Opt-out"
     OPT_IN = "opt_in", "Opt-in"
+    WAIT_SMS_ALLOWED = "wait_sms_allowed", "Wait-time SMS allowed"
+    WAIT_SMS_DENIED = "wait_sms_denied", "Wait-time SMS denied"
 
 
 class DoNotContact(models.Model):

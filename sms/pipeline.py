@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from portal.models import ChatSettings
 from portal.singletons import cached, caching, forget
+from sms import consent
 from sms.models import (
-    ConsentEvent,
     ConsentKind,
     ConsentSource,
     DoNotContact,
@@ -96,7 +96,10 @@ def add_do_not_contact(
         consumer_number=consumer_number, portal_number=portal_number, defaults={"source": source}
     )
     if created or source == ConsentSource.STOP:
-        _record_consent(ConsentKind.OPT_OUT, consumer_number, portal_number, source, text, message_sid, by, reason)
+        consent.record(
+            kind=ConsentKind.OPT_OUT, consumer_number=consumer_number, portal_number=portal_number, source=source,
+            text=text, message_sid=message_sid, by=by, reason=reason,
+        )
     return created
 
 
@@ -109,22 +112,11 @@ def remove_do_not_contact(
     forget(("do_not_contact", consumer_number, portal_number))
     deleted, _ = DoNotContact.objects.filter(consumer_number=consumer_number, portal_number=portal_number).delete()
     if deleted or source == ConsentSource.STOP:
-        _record_consent(ConsentKind.OPT_IN, consumer_number, portal_number, source, text, message_sid, by, reason)
+        consent.record(
+            kind=ConsentKind.OPT_IN, consumer_number=consumer_number, portal_number=portal_number, source=source,
+            text=text, message_sid=message_sid, by=by, reason=reason,
+        )
     return deleted > 0
-
-
-def _record_consent(kind, consumer_number, portal_number, source, text, message_sid, by, reason) -> None:
-    ConsentEvent.objects.create(
-        consumer_number=consumer_number,
-        portal_number=portal_number,
-        kind=kind,
-        source=source,
-        text=text,
-        message_sid=message_sid,
-        by=by,
-        by_name=by.get_username() if by is not None else "",
-        reason=reason,
-    )
 
 
 def queue_sms(

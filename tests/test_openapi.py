@@ -34,6 +34,7 @@ PUBLIC_PATHS = {
     "/apps/api/v1/chats/{chat_id}/": {"get"},
     "/apps/api/v1/chats/{chat_id}/messages/": {"get"},
     "/apps/api/v1/chats/{chat_id}/media/{media_id}/": {"get"},
+    "/apps/api/v1/consent/": {"get"},
 }
 
 

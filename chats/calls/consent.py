@@ -45,6 +45,8 @@ from portal.models import (
 )
 from queues.models import Queue
 from queues.routing import queue_agents
+from sms import consent as ledger
+from sms.models import ConsentKind, ConsentSource
 from sms.pipeline import SendRefused
 
 log = logging.getLogger(__name__)
@@ -198,11 +200,13 @@ def apply_digit(*, call_sid: str, digit: str, now: dt.datetime | None = None) ->
         if digit == "1":
             call.wait_time_sms_status = WaitTimeSmsStatus.ALLOWED
             call.save(update_fields=["wait_time_sms_status", "consent_deadline_at"])
+            _record_answer(call, ConsentKind.WAIT_SMS_ALLOWED, digit)
             _send_wait_time_sms(call)
             result = DigitOutcome("allowed", [rules.sms_sent_prompt(call)], False)
         elif digit == "2":
             call.wait_time_sms_status = WaitTimeSmsStatus.DENIED
             call.save(update_fields=["wait_time_sms_status", "consent_deadline_at"])
+            _record_answer(call, ConsentKind.WAIT_SMS_DENIED, digit)
             result = DigitOutcome("denied", [], False)
         elif not digit:
             call.wait_time_sms_status = WaitTimeSmsStatus.NO_RESPONSE
@@ -217,6 +221,17 @@ def apply_digit(*, call_sid: str, digit: str, now: dt.datetime | None = None) ->
         log.info("call %s: digit %r → %s", call_sid, digit, result.outcome)
         events.call_updated(call)
         return call, result
+
+
+def _record_answer(call: Call, kind: str, digit: str) -> None:
+    """The caller's answer in the consent ledger (SPEC R2), beside opt-outs and opt-ins."""
+    ledger.record(
+        kind=kind,
+        consumer_number=call.caller_number,
+        portal_number=call.sms_number.number if call.sms_number else "",
+        source=ConsentSource.IVR,
+        text=f"Pressed {digit} during call {call.call_sid}",
+    )
 
 
 def _send_wait_time_sms(call: Call) -> None:

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from portal.keywords import DEFAULT_OPT_OUT_PHRASES
 from portal.languages import LANGUAGE_CHOICES, LanguageListField, language_name
 from portal.singletons import SingletonModel
 
@@ -102,6 +103,12 @@ class ChatSettings(TimerSettings, SingletonModel):
         "START confirmation",
         default="You have been resubscribed. Reply HELP for help, STOP to opt out.",
         help_text="Sent when a consumer who had opted out sends START, YES or UNSTOP.",
+    )
+    opt_out_phrases = models.TextField(
+        default=DEFAULT_OPT_OUT_PHRASES,
+        blank=True,
+        help_text="One per line. A whole message equal to one of these, whatever its case and punctuation, "
+        "is treated as STOP (consumers may revoke consent by any reasonable means, FCC 2025).",
     )
     dismissal_enabled = models.BooleanField(
         "inactive-chat dismissal on",

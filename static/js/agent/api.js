@@ -57,6 +57,7 @@ export const api = {
   send: (chatId, body) => call("POST", `/chats/${chatId}/messages`, { body }),
   transfer: (chatId, target) => call("POST", `/chats/${chatId}/transfer`, target),
   end: (chatId) => call("POST", `/chats/${chatId}/end`),
+  doNotContact: (chatId) => call("POST", `/chats/${chatId}/do-not-contact`),
   read: (chatId) => call("POST", `/chats/${chatId}/read`),
   contact: (chatId) => call("GET", `/chats/${chatId}/contact`),
   chooseContact: (chatId, choice) => call("POST", `/chats/${chatId}/contact`, choice),

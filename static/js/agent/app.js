@@ -218,6 +218,15 @@ const actions = {
       toast(`Chat with ${chat ? chat.consumer_number : "the consumer"} ended.`);
     }),
 
+  doNotContact: (chatId) =>
+    refusal(async () => {
+      const chat = state.chats.get(chatId);
+      await api.doNotContact(chatId);
+      store.apply({ type: "chat.gone", chatId });
+      refreshStats();
+      toast(`${chat ? chat.consumer_number : "The consumer"} will not be texted from this number any more.`);
+    }),
+
   async outbound(number, portalNumberId, body) {
     try {
       const chat = await api.outbound(number, portalNumberId, body);

@@ -89,6 +89,20 @@ export function mountConversation({ store, actions, me }) {
     );
   }
 
+  function consentHistory(data) {
+    const rows = data.consent || [];
+    if (!rows.length) return h("p", { class: "empty" }, "No opt-out or opt-in recorded.");
+    return h("ul", { class: "earlier consent" },
+      ...rows.map((c) =>
+        h("li", {},
+          h("span", { class: "e-date" }, formatDate(c.at)),
+          h("span", { class: "e-queue" }, `${c.kind_label} · ${c.portal_number}`),
+          h("span", { class: "e-reason" }, c.by ? `${c.source_label}: ${c.by}` : c.source_label),
+        ),
+      ),
+    );
+  }
+
   function renderContact() {
     const data = state.contact;
     if (!data) return;
@@ -96,7 +110,9 @@ export function mountConversation({ store, actions, me }) {
     if (data.needs_choice) top = contactChoice(data, state.openChatId);
     else if (data.contact) top = contactCard(data.contact);
     else top = h("p", { class: "empty" }, "No CRM contact yet.");
-    $("crm-body").replaceChildren(top, h("h3", {}, "Earlier chats"), earlierChats(data));
+    $("crm-body").replaceChildren(
+      top, h("h3", {}, "Earlier chats"), earlierChats(data), h("h3", {}, "Consent"), consentHistory(data),
+    );
   }
 
   return (topics) => {

@@ -72,6 +72,24 @@ function mountEnd({ store, actions }) {
   });
 }
 
+function mountDoNotContact({ store, actions }) {
+  $("dnc-button").addEventListener("click", () => {
+    $("dnc-error").textContent = "";
+    $("dnc-dialog").showModal();
+    $("dnc-confirm").focus();
+  });
+
+  $("dnc-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const chatId = store.state.openChatId;
+    withButton($("dnc-confirm"), async () => {
+      const error = await actions.doNotContact(chatId);
+      if (error) $("dnc-error").textContent = error;
+      else $("dnc-dialog").close();
+    });
+  });
+}
+
 function mountOutbound({ store, actions }) {
   const { state } = store;
 
@@ -137,5 +155,6 @@ export function mountDialogs({ store, actions }) {
   }
   mountTransfer({ store, actions });
   mountEnd({ store, actions });
+  mountDoNotContact({ store, actions });
   mountOutbound({ store, actions });
 }
