@@ -19,7 +19,7 @@ from chats import transcript
 from chats.models import Chat, ChatStatus, ChatType
 from portal.models import ChatSettings
 from queues.models import Queue
-from sms.quiet_hours import next_send_time
+from sms.quiet_hours import quiet_hours_for
 
 RATE_WINDOW = dt.timedelta(hours=1)
 HISTORY_WINDOW = dt.timedelta(days=7)
@@ -107,9 +107,7 @@ def send_updates(now: dt.datetime | None = None) -> int:
             )
             if chat is None or chat.queue is None:
                 continue
-            quiet = chat.chat_type == ChatType.API_SMS and next_send_time(
-                chat.consumer_number, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end
-            ) > now
+            quiet = chat.chat_type == ChatType.API_SMS and quiet_hours_for(chat.consumer_number, now, chat_settings).is_held(now)
             if not quiet and send_position(chat):
                 chat.position_updates_sent += 1
                 sent += 1

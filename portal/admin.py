@@ -81,6 +81,7 @@ class ChatSettingsAdmin(SingletonAdmin):
                     "duplicate_limiter_enabled",
                     "duplicate_window_minutes",
                     ("quiet_hours_start", "quiet_hours_end"),
+                    "default_time_zone",
                     "send_retry_min_seconds",
                     "send_retry_max_seconds",
                     "send_max_attempts",

@@ -42,7 +42,7 @@ class CrmRecordInline(ReadOnlyInline):
 class CrmContactForm(forms.ModelForm):
     class Meta:
         model = CrmContact
-        fields = ["name", "phone_number", "email"]
+        fields = ["name", "phone_number", "email", "time_zone", "state"]
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -57,7 +57,7 @@ class CrmContactAdmin(admin.ModelAdmin):
     list_display = ["label", "phone_number", "email", "conversations", "last_conversation"]
     search_fields = ["name", "phone_number", "email"]
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["name", "phone_number", "email", "created_at", "updated_at"]
+    fields = ["name", "phone_number", "email", "time_zone", "state", "created_at", "updated_at"]
     inlines = [CrmRecordInline]
 
     def get_queryset(self, request):

@@ -1,5 +1,4 @@
 """The queue tree (SPEC C5), its messages and hours, and the BACK/EXIT command words (C2)."""
-import zoneinfo
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -9,9 +8,9 @@ from django.db.models.functions import Upper
 from portal.keywords import PROTECTED_WORDS, split_keywords
 from portal.languages import LANGUAGE_CHOICES, LanguageListField, language_name
 from portal.models import MAX_DISMISSAL_MINUTES, AgentProfile, ChatSettings, Team
+from portal.regions import TIME_ZONE_CHOICES
 from portal.singletons import cached
 
-TIME_ZONE_CHOICES = sorted((name, name) for name in zoneinfo.available_timezones())
 
 
 class AnswerType(models.TextChoices):

@@ -18,8 +18,12 @@ from queues.admin import QueueAdmin
 from queues.models import Queue
 from sms import consent
 from sms.models import (
+    MessageStatus,
     ConsentEvent,
     ConsentSource,
+    MessageStatusEvent,
+    OutboundMessage,
+    QuietHoursRule,
     DoNotContact,
     NumberRole,
     PhoneNumber,
@@ -348,3 +352,53 @@ class ConsentEventAdmin(ReadOnlyAdmin):
         for event in queryset.order_by("-at", "-pk"):
             writer.writerow(consent.as_row(event))
         return response
+
+
+@admin.register(QuietHoursRule)
+class QuietHoursRuleAdmin(admin.ModelAdmin):
+    """The states stricter than the federal window (SPEC R1), seeded as the SPEC lists; a state
+    with rules for a day uses the narrowest of them, in the recipient's local time."""
+
+    list_display = ["state", "days", "start", "end", "note"]
+    list_filter = ["state", "days"]
+    search_fields = ["state", "note"]
+
+
+class StatusEventInline(admin.TabularInline):
+    model = MessageStatusEvent
+    extra = 0
+    can_delete = False
+    fields = ["at", "status", "source", "detail"]
+    readonly_fields = fields
+    ordering = ["at", "pk"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(ReadOnlyAdmin):
+    """Every SMS the portal sent or will send (SPEC S11), read-only: its status history, and for
+    a held message when it goes out and why (the recipient's zone and the rule, SPEC R1)."""
+
+    list_display = ["id", "to_number", "from_number", "kind", "status", "created_at", "goes_out_at", "why"]
+    list_filter = ["status", "kind", "proactive"]
+    search_fields = ["to_number", "from_number", "body", "provider_sid"]
+    date_hierarchy = "created_at"
+    fields = [
+        "to_number", "from_number", "kind", "proactive", "body", "media_urls", "segments", "encoding", "status",
+        "error_code", "error_message", "next_attempt_at", "attempts", "provider_sid", "created_at", "expires_at",
+    ]
+    readonly_fields = fields
+    inlines = [StatusEventInline]
+
+    @admin.display(description="goes out at", ordering="next_attempt_at")
+    def goes_out_at(self, message):
+        return message.next_attempt_at if message.status in (MessageStatus.HELD, MessageStatus.PENDING) else "—"
+
+    @admin.display(description="why")
+    def why(self, message):
+        return message.error_message or "—"

@@ -5,6 +5,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from portal.regions import US_STATE_CHOICES
 from portal.singletons import SingletonModel
 from queues.models import Queue
 from sms.numbers import validate_portal_number
@@ -206,6 +207,47 @@ class ProviderConnection(SingletonModel):
 
     def __str__(self):
         return "Twilio connection"
+
+
+class RuleDays(models.TextChoices):
+    EVERY_DAY = "all", "Every day"
+    MON_FRI = "mon_fri", "Monday to Friday"
+    SAT_SUN = "sat_sun", "Saturday and Sunday"
+    MON_SAT = "mon_sat", "Monday to Saturday"
+    SUNDAY = "sun", "Sunday"
+
+
+# Weekday numbers (Monday 0) of each RuleDays value.
+RULE_WEEKDAYS = {
+    RuleDays.EVERY_DAY: frozenset(range(7)),
+    RuleDays.MON_FRI: frozenset(range(5)),
+    RuleDays.SAT_SUN: frozenset({5, 6}),
+    RuleDays.MON_SAT: frozenset(range(6)),
+    RuleDays.SUNDAY: frozenset({6}),
+}
+
+
+class QuietHoursRule(models.Model):
+    """A US state's own window for proactive texts (SPEC R1): stricter than the federal
+    08:00–21:00 in several states. Seeded as SPEC R1 lists; the admin keeps it up to date."""
+
+    state = models.CharField(max_length=2, choices=US_STATE_CHOICES)
+    days = models.CharField(max_length=8, choices=RuleDays.choices, default=RuleDays.EVERY_DAY)
+    start = models.TimeField(help_text="Texts may go out from this local time…")
+    end = models.TimeField(help_text="…until this one.")
+    note = models.CharField(max_length=200, blank=True, help_text="Where the rule comes from.")
+
+    class Meta:
+        ordering = ["state", "days"]
+        verbose_name = "quiet-hours state rule"
+        constraints = [models.UniqueConstraint(fields=["state", "days"], name="quiet_hours_rule_once_per_days")]
+
+    def __str__(self):
+        return f"{self.state} {self.get_days_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+    def clean(self):
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValidationError({"end": "The window must end after it starts (both in the recipient's local time)."})
 
 
 class ConsentSource(models.TextChoices):

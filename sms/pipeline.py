@@ -30,7 +30,7 @@ from sms.models import (
     OutboundMessage,
     PhoneNumber,
 )
-from sms.quiet_hours import next_send_time
+from sms.quiet_hours import quiet_hours_for
 from sms.segments import MAX_BODY_CHARS, MAX_MEDIA_ITEMS, count_segments
 from sms.send_queue import ENQUEUE_GRACE, enqueue_send, enqueue_sends
 from sms.statuses import announce_status, record_status, set_status
@@ -210,11 +210,12 @@ def _admission(
     if duplicate is not None and duplicate():
         return MessageStatus.REFUSED, DUPLICATE_MESSAGE_ERROR
     if message.proactive:
-        opens = next_send_time(to, now, chat_settings.quiet_hours_start, chat_settings.quiet_hours_end)
-        if opens > now:
-            message.next_attempt_at = opens
-            message.expires_at = message.expires_at or opens + HELD_MESSAGE_LIFETIME
-            return MessageStatus.HELD, f"Quiet hours: goes out at {opens.isoformat()}."
+        decision = quiet_hours_for(to, now, chat_settings)
+        if decision.is_held(now):
+            message.next_attempt_at = decision.at
+            message.expires_at = message.expires_at or decision.at + HELD_MESSAGE_LIFETIME
+            message.error_message = decision.reason[:500]
+            return MessageStatus.HELD, decision.reason
     message.next_attempt_at = now
     message.lease_until = now + ENQUEUE_GRACE
     return MessageStatus.QUEUED, ""

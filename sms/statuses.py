@@ -57,8 +57,11 @@ def _advance(message: OutboundMessage, status: str, *, error_code: str = "", det
     if error_code:
         message.error_code = str(error_code)[:20]
         fields.append("error_code")
-    if detail and status in FINAL_STATUSES:
-        message.error_message = detail[:500]
+    if detail and (status in FINAL_STATUSES or status == MessageStatus.HELD):
+        message.error_message = detail[:500]  # a held message says until when and why (SPEC R1)
+        fields.append("error_message")
+    elif current == MessageStatus.HELD and message.error_message:
+        message.error_message = ""  # the hold is over
         fields.append("error_message")
     return fields
 

@@ -6,6 +6,7 @@ from django.db import models
 
 from portal.keywords import DEFAULT_OPT_OUT_PHRASES
 from portal.languages import LANGUAGE_CHOICES, LanguageListField, language_name
+from portal.regions import TIME_ZONE_CHOICES
 from portal.singletons import SingletonModel
 
 
@@ -168,7 +169,16 @@ class ChatSettings(TimerSettings, SingletonModel):
         help_text="Proactive messages (API, session-less) go out only from this local time of "
         "the recipient…",
     )
-    quiet_hours_end = models.TimeField(default="21:00", help_text="…until this one.")
+    quiet_hours_end = models.TimeField(default="21:00", help_text="…until this one (the federal window; state rules are "
+        "under Quiet-hours state rules).")
+    default_time_zone = models.CharField(
+        "default time zone for quiet hours",
+        max_length=64,
+        choices=TIME_ZONE_CHOICES,
+        default="America/New_York",
+        help_text="Decides a recipient's quiet hours when neither their CRM contact nor their number says "
+        "where they are (non-geographic numbers, or an area code spanning zones with no common window).",
+    )
     send_retry_min_seconds = models.PositiveIntegerField(
         "first retry after (seconds)",
         default=2,

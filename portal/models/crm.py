@@ -1,6 +1,8 @@
 """The built-in CRM (SPEC S12): contacts, records (one per chat or call), their entries."""
 from django.db import models
 
+from portal.regions import TIME_ZONE_CHOICES, US_STATE_CHOICES
+
 
 class CrmContact(models.Model):
     """A contact of the built-in CRM, found by phone number (SPEC S12)."""
@@ -8,6 +10,14 @@ class CrmContact(models.Model):
     name = models.CharField(max_length=120, blank=True)
     phone_number = models.CharField(max_length=20, db_index=True)
     email = models.EmailField(blank=True)
+    time_zone = models.CharField(
+        max_length=64, blank=True, choices=TIME_ZONE_CHOICES,
+        help_text="Where the contact is: decides their quiet hours before the number's area code does (SPEC R1).",
+    )
+    state = models.CharField(
+        "US state", max_length=2, blank=True, choices=US_STATE_CHOICES,
+        help_text="For the state's quiet-hours rule; empty: the number's area code decides.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -677,7 +677,7 @@ def test_the_list_filters_combine(api, many_chats, support):
     [
         ({"status": "open"}, "status must be one or more of assigned, dismissed, finished, queued, selecting"),
         ({"chat_type": "voice"}, "chat_type must be one or more of sms"),
-        ({"start_type": "x"}, "start_type must be one or more of auto_answer, manual_answer, outbound"),
+        ({"start_type": "x"}, "start_type must be one or more of auto_answer, deflection, manual_answer, outbound"),
         ({"queue": "billing"}, "queue: A valid integer is required."),
         ({"created_after": "yesterday"}, "created_after: Datetime has wrong format."),
     ],

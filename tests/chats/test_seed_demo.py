@@ -253,3 +253,14 @@ def test_it_leaves_an_existing_admin_alone(db):
     admin = get_user_model().objects.get(username="admin")
     assert admin.check_password("changed")
     assert admin.email == "ops@example.com"
+
+
+def test_the_demo_holds_one_text_for_quiet_hours_and_says_why(seeded, admin_client):
+    from sms.models import MessageStatus, OutboundMessage
+
+    held = OutboundMessage.objects.get(to_number="+15557650999")
+
+    assert held.status == MessageStatus.HELD and held.next_attempt_at > held.created_at
+    assert held.error_message.startswith("Quiet hours in ") and "(the contact's zone; 08:00–21:00): goes out at" in held.error_message
+    page = admin_client.get("/admin/sms/outboundmessage/", {"status__exact": "held"}).content.decode()
+    assert "+15557650999" in page and "Quiet hours in " in page

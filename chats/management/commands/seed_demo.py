@@ -1,4 +1,6 @@
 """The demo data of SPEC "Interfaces that stay stable". Idempotent: what exists is left alone."""
+import zoneinfo
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -7,6 +9,7 @@ from django.utils import timezone
 from chats.demo_history import seed_history
 from portal.roles import ensure_supervisors_group
 from portal.models import (
+    CrmContact,
     AgentProfile,
     BlendingMessages,
     ChatSettings,
@@ -17,6 +20,7 @@ from portal.models import (
 )
 from queues.models import AnswerType, Queue, QueueMessages
 from sms.models import NumberDirection, NumberRole, NumberUsage, PhoneNumber, QueueNumber, Verification
+from sms.pipeline import queue_sms
 
 INCOMING_NUMBER = "+15550100001"
 OUTBOUND_NUMBER = "+15550100002"
@@ -60,7 +64,27 @@ def seed_demo() -> list[str]:
     _queues(numbers, created)
     _shortcuts_and_presets(created)
     _blending(created)
+    _held_message(created)
     return created
+
+
+# Zones five to eight hours apart: at any moment one of them is outside 08:00–21:00.
+NIGHT_ZONES = ["Pacific/Kiritimati", "Asia/Tokyo", "Europe/Berlin", "America/New_York", "Pacific/Honolulu"]
+NIGHT_OWL = "+15557650999"
+
+
+def _held_message(created: list[str]) -> None:
+    """A proactive text held for quiet hours (SPEC R1), so the admin's Outbound messages page
+    shows one with when it goes out and why: to a CRM contact whose own zone is at night now."""
+    if CrmContact.objects.filter(phone_number=NIGHT_OWL).exists():
+        return
+    now = timezone.now()
+    zone = next(name for name in NIGHT_ZONES if not 8 <= now.astimezone(zoneinfo.ZoneInfo(name)).hour < 21)
+    CrmContact.objects.create(name="Night Owl (demo)", phone_number=NIGHT_OWL, time_zone=zone)
+    queue_sms(
+        to=NIGHT_OWL, from_number=OUTBOUND_NUMBER, body="Your replacement card has shipped.", kind="api", proactive=True
+    )
+    created.append(f"a text held for quiet hours (to {NIGHT_OWL}, in {zone})")
 
 
 def _note(created: list[str], was_created: bool, what: str) -> None:
