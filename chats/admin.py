@@ -3,13 +3,15 @@
 Conversations change only through chats.services (the transition table, the locks, the
 pushes), so nothing here edits or adds one: the pages show what happened — the transcript with
 each text's delivery status, the events, the finish reason — and filter and search it."""
+from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
-from chats import intake
-from chats.models import CHAT_SUBTYPES, Call, Chat, ChatEvent, Message
+from chats import erasure, intake
+from chats.models import CHAT_SUBTYPES, Call, Chat, ChatEvent, Erasure, Message
 from portal.readonly_admin import ReadOnlyAdmin, ReadOnlyInline
 from sms.models import InboundMessage, InboundState
+from sms.numbers import validate_portal_number
 
 
 class MessageInline(ReadOnlyInline):
@@ -119,3 +121,52 @@ class InboundMessageAdmin(ReadOnlyAdmin):
     def try_again(self, request, queryset):
         count = intake.retry_failed(queryset.filter(state=InboundState.FAILED).values_list("pk", flat=True))
         self.message_user(request, f"{count} failed text(s) will be handled again." if count else "No failed text selected.")
+
+
+class ErasureForm(forms.ModelForm):
+    """*Erase consumer* (SPEC R3): the number, why, and a confirmation."""
+
+    number = forms.CharField(max_length=20, validators=[validate_portal_number], help_text="E.164, e.g. +15551234567.")
+    confirm = forms.BooleanField(
+        label="I understand",
+        help_text="Every text, picture, video and transcript of this number, its CRM contact data and its texts in "
+        "session-less requests and webhook logs are removed for good. Its active chats end first. The chats stay "
+        "(counted in the reports), and so do its do-not-contact entries and consent ledger.",
+    )
+
+    class Meta:
+        model = Erasure
+        fields = ["number", "reason"]
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    """The erasures done (who, when, what was removed) and the *Erase consumer* form (Add)."""
+
+    form = ErasureForm
+    list_display = ["number", "at", "by_name", "what", "reason"]
+    search_fields = ["number", "by_name", "reason"]
+    date_hierarchy = "at"
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_fields(self, request, obj=None):
+        return ["number", "reason", "confirm"] if obj is None else ["number", "at", "by_name", "reason", "counts"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["number", "at", "by_name", "reason", "counts"]
+
+    def save_model(self, request, obj, form, change):
+        done = erasure.erase_consumer(form.cleaned_data["number"], by=request.user, reason=form.cleaned_data["reason"])
+        obj.pk, obj.at, obj.counts = done.pk, done.at, done.counts
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    @admin.display(description="erased")
+    def what(self, obj):
+        return ", ".join(f"{kind.replace('_', ' ')}: {count}" for kind, count in obj.counts.items() if count) or "nothing left"

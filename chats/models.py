@@ -1,4 +1,5 @@
 """The conversation: chats, participants, transcript, media, transfers, offers and events."""
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -61,6 +62,7 @@ class FinishReason(models.TextChoices):
     TIMEOUT_END_USER = "timeout_end_user_no_message", "Consumer did not answer"
     TIMEOUT_OUTBOUND = "timeout_outbound_inactive", "Outbound chat inactive"
     CALL_ENDED = "call_ended", "The call it belonged to ended"
+    ERASED = "erased", "Ended to erase the consumer's data"
     FAILED = "failed", "Failed"
 
 
@@ -123,6 +125,10 @@ class Chat(models.Model):
         null=True, blank=True, db_index=True, help_text="When the next place-in-queue text is due (while queued)."
     )
     position_updates_sent = models.PositiveSmallIntegerField(default=0)
+    content_erased_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="When the texts, media and transcript were erased (retention or the consumer's erasure); the chat stays for the reports.",
+    )
     survey_sent_at = models.DateTimeField(null=True, blank=True, help_text="When the CSAT survey was texted.")
     rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The consumer's CSAT score, 1 to 5.")
     feedback = models.TextField(blank=True, help_text="What the consumer wrote after the score.")
@@ -406,3 +412,22 @@ class Call(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_CALL_STATUSES
+
+
+class Erasure(models.Model):
+    """A consumer's erasure (SPEC R3): who asked it, when, and how much was removed. The
+    do-not-contact entries and the consent ledger are kept (they are the proof)."""
+
+    number = models.CharField(max_length=20, db_index=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    by_name = models.CharField("by", max_length=150, blank=True, help_text="A person, or the API credential's name.")
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+    counts = models.JSONField(default=dict, help_text="What was erased, by kind.")
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "consumer erasure"
+
+    def __str__(self):
+        return f"Erasure of {self.number} ({self.at:%Y-%m-%d %H:%M})" if self.at else f"Erasure of {self.number}"

@@ -4,7 +4,7 @@ Run by `manage.py sweep` (a loop every few seconds, started by `serve`) and, as 
 by a django-q2 schedule every minute. Safe to run twice and from several processes."""
 import logging
 
-from chats import intake, queue_position, timers
+from chats import erasure, intake, queue_position, timers
 from chats.calls import consent
 from portal import event_webhooks
 from portal.presence import sweep_presence
@@ -26,6 +26,7 @@ def run_sweepers() -> dict:
         "presence": sweep_presence(),
         "sessionless": sessionless.sweep(),
         "webhooks": event_webhooks.sweep_deliveries(),
+        "retention": erasure.sweep_retention(),
     }
 
 

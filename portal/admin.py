@@ -73,7 +73,7 @@ class ChatSettingsAdmin(SingletonAdmin):
             },
         ),
         ("Languages", {"fields": ["default_language", "enabled_languages"]}),
-        ("Privacy", {"fields": ["mask_consumer_numbers", "do_not_reply_message"]}),
+        ("Privacy", {"fields": ["mask_consumer_numbers", "do_not_reply_message", "retention_days"]}),
         (
             "Sending",
             {

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from chats import agent_api
 from chats import public_api
-from chats import simulator
+from chats import erasure_api, simulator
 from chats.calls import urls as urls_calls
 from chats import views as agent_views
 from chats.inbound import twilio_inbound
@@ -52,6 +52,7 @@ urlpatterns = [
     re_path(API + r"sms/?$", public_api.ApiSmsView.as_view(), name="api-sms"),
     re_path(API + r"sessionless_sms/?$", sms_api.SessionlessSmsView.as_view(), name="api-sessionless"),
     re_path(API + r"consent/?$", consent_api.ConsentView.as_view(), name="api-consent"),
+    re_path(API + r"consumers/erase/?$", erasure_api.EraseView.as_view(), name="api-consumer-erase"),
     re_path(
         API + r"sessionless_sms/(?P<request_id>[^/]+)/?$",
         sms_api.SessionlessStatusView.as_view(),

@@ -35,6 +35,7 @@ PUBLIC_PATHS = {
     "/apps/api/v1/chats/{chat_id}/messages/": {"get"},
     "/apps/api/v1/chats/{chat_id}/media/{media_id}/": {"get"},
     "/apps/api/v1/consent/": {"get"},
+    "/apps/api/v1/consumers/erase/": {"post"},
 }
 
 

@@ -171,6 +171,14 @@ class ChatSettings(TimerSettings, SingletonModel):
     )
     quiet_hours_end = models.TimeField(default="21:00", help_text="…until this one (the federal window; state rules are "
         "under Quiet-hours state rules).")
+    retention_days = models.PositiveIntegerField(
+        "keep texts for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="After this many days from a chat's end, its texts, media and transcript are erased by the "
+        "sweeper (the chat stays, counted in the reports). Empty: keep them.",
+    )
     default_time_zone = models.CharField(
         "default time zone for quiet hours",
         max_length=64,

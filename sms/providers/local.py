@@ -73,3 +73,12 @@ def open_local_media(name: str):
     if not LOCAL_MEDIA_NAME.match(name) or not default_storage.exists(LOCAL_MEDIA_DIR + name):
         return None
     return default_storage.open(LOCAL_MEDIA_DIR + name, "rb")
+
+
+def delete_local_media(url: str) -> bool:
+    """Remove a simulator picture or video (erasure, retention); other URLs are not ours."""
+    name = local_media_name(url or "")
+    if name is None or not default_storage.exists(LOCAL_MEDIA_DIR + name):
+        return False
+    default_storage.delete(LOCAL_MEDIA_DIR + name)
+    return True

@@ -66,6 +66,12 @@ def make_chat():
     return chat
 
 
+def make_erasure():
+    from chats.erasure import erase_consumer
+
+    return erase_consumer("+15557650123", reason="Asked by email")
+
+
 def make_call():
     from chats.models import Call
 
@@ -76,6 +82,7 @@ def make_call():
 EXTRA_OBJECTS = {
     "chats.Chat": make_chat,
     "chats.Call": make_call,
+    "chats.Erasure": lambda: make_erasure(),
     "auth.Group": lambda: Group.objects.create(name="Supervisors"),
     "django_q.Schedule": lambda: Schedule.objects.create(name="demo", func="math.floor", args="1.5"),
     "django_q.Success": lambda: make_task(success=True),
