@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # ReDoc and Swagger UI served from static files, nothing fetched
     "channels",
     "django_q",
+    "auditlog",  # the audit trail of configuration changes (SPEC R4): settings.AUDITLOG_INCLUDE_TRACKING_MODELS
     # Layers, lowest first: portal <- queues <- sms <- chats (admin autodiscovery follows this order).
     "portal",
     "queues",
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",  # who made a change (the audit trail's actor)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.singletons.singletons_per_request",
@@ -268,3 +270,34 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# The audit trail (SPEC R4, django-auditlog): every change to the configuration — settings,
+# queues and their texts, numbers, command words, rules, credentials, webhooks, agents, teams,
+# users — with who, when and the fields (old → new). Secrets are masked; what changes by itself
+# all day (an agent's presence, a credential's last use, a number's last check) is left out.
+_PRESENCE = ["status", "status_changed_at", "last_seen_at", "connection_count", "last_assignment_at"]
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    "portal.ChatSettings",
+    "portal.InCallSmsSettings",
+    "portal.OperationSettings",
+    "portal.BlendingMessages",
+    "portal.PresetMessage",
+    "portal.ChatShortcut",
+    {"model": "portal.ApiCredential", "exclude_fields": ["last_used_at"], "mask_fields": ["secret_hash"]},
+    {"model": "portal.EventWebhook", "mask_fields": ["signing_secret"]},
+    {"model": "portal.AgentProfile", "exclude_fields": _PRESENCE},
+    {"model": "portal.Team", "m2m_fields": {"agents"}},
+    {"model": "queues.Queue", "m2m_fields": {"agents", "teams"}},
+    "queues.QueueMessages",
+    "queues.QueueBlendingMessages",
+    "queues.MenuCommand",
+    "queues.OpeningHours",
+    "queues.ClosedDate",
+    {"model": "sms.PhoneNumber", "exclude_fields": ["verified_at"]},
+    "sms.QueueNumber",
+    "sms.QuietHoursRule",
+    {"model": "auth.User", "exclude_fields": ["last_login"], "mask_fields": ["password"]},
+)
+AUDITLOG_USE_FK_STRING_REPRESENTATION = True
+AUDITLOG_MASK_CALLABLE = "portal.audit.hide_secret"
+AUDITLOG_STORE_JSON_CHANGES = True

@@ -11,6 +11,7 @@ urlpatterns = [
     path("monitor/chats/", views.chats_page, name="monitor-chats"),
     path("monitor/chats/<int:chat_id>/", views.chat_page, name="monitor-chat"),
     path("monitor/messages/", views.messages_page, name="monitor-messages"),
+    path("monitor/audit/", views.audit_page, name="monitor-audit"),
     path("monitor/state", views.state, name="monitor-state"),
 ]
 

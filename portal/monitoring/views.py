@@ -19,6 +19,7 @@ from portal.models import Team
 from portal.monitoring import live
 from portal.monitoring import messages as tracking
 from portal.reports.filters import ReportError
+from portal import audit
 from portal.roles import can_monitor
 from queues.models import Queue
 from sms.models import MessageStatus, PhoneNumber
@@ -141,3 +142,9 @@ def messages_page(request):
         "listing": tracking.message_list(f, page=_int(request.GET.get("page")) or 1, masked=masks_numbers_for(request.user)),
     }
     return _live(request, "messages", "Messages", context)
+
+
+@supervisors_only
+def audit_page(request):
+    """R4: who changed which setting, queue, number, credential, webhook or agent, and how."""
+    return _live(request, "audit", "Audit trail", audit.audit_page(request.GET))
