@@ -245,6 +245,9 @@ class ReadView(AgentView):
 class ContactSerializer(serializers.Serializer):
     contact_id = serializers.IntegerField(required=False)
     new_name = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    # Where the contact is, for quiet hours (SPEC R1): set on the contact already chosen.
+    time_zone = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    state = serializers.CharField(required=False, allow_blank=True, max_length=2)
 
 
 class ContactView(AgentView):
@@ -257,7 +260,10 @@ class ContactView(AgentView):
         def shown(contact) -> dict:
             # Not str(contact): it falls back to the full phone number, which agents see masked (C1).
             number = consumer_number_for(request.user, contact.phone_number, context["mask"])
-            return {"id": contact.pk, "name": contact.name, "label": contact.name or number, "email": contact.email}
+            return {
+                "id": contact.pk, "name": contact.name, "label": contact.name or number, "email": contact.email,
+                "time_zone": contact.time_zone, "state": contact.state,
+            }
         earlier = (
             Chat.objects.filter(consumer_number=chat.consumer_number, status=ChatStatus.FINISHED)
             .exclude(pk=chat.pk)
@@ -289,6 +295,16 @@ class ContactView(AgentView):
             raise ChatActionError("You are not connected to this chat.", code="not_held")
         data = ContactSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        place = {key: data.validated_data[key] for key in ("time_zone", "state") if key in data.validated_data}
+        if place:
+            record = chat.crm_record
+            if record is None or record.contact is None:
+                raise ChatActionError("Choose the contact first.", code="invalid")
+            try:
+                crm.set_contact_place(record.contact, **place)
+            except ValueError as exc:
+                raise ChatActionError(str(exc), code="invalid") from None
+            return self.get(request, chat_id)
         contact = None
         if data.validated_data.get("contact_id"):
             contact = CrmContact.objects.filter(pk=data.validated_data["contact_id"], phone_number=chat.consumer_number).first()

@@ -1,9 +1,12 @@
 """The built-in CRM (SPEC S12): contacts matched by phone number, one record per conversation."""
 from __future__ import annotations
 
+import zoneinfo
+
 from django.db import transaction
 
 from portal.models import CrmContact, CrmEntry, CrmRecord
+from portal.regions import US_STATES
 
 
 def contacts_for_number(number: str) -> list[CrmContact]:
@@ -51,4 +54,23 @@ def choose_contact(*, record: CrmRecord, contact: CrmContact | None = None, new_
         record.needs_contact_choice = False
         record.save(update_fields=["contact", "needs_contact_choice", "updated_at"])
         add_entry(record, "contact_chosen", str(contact), contact_id=contact.pk)
+    return contact
+
+
+def set_contact_place(contact: CrmContact, *, time_zone: str | None = None, state: str | None = None) -> CrmContact:
+    """Where the contact is, for their quiet hours (SPEC R1): a time zone and a US state, each
+    empty for "the number's area code decides". Raises ValueError with a sentence."""
+    fields = []
+    if time_zone is not None:
+        if time_zone and time_zone not in zoneinfo.available_timezones():
+            raise ValueError("Pick a time zone from the list.")
+        contact.time_zone = time_zone
+        fields.append("time_zone")
+    if state is not None:
+        if state and state not in US_STATES:
+            raise ValueError("Pick a US state from the list.")
+        contact.state = state
+        fields.append("state")
+    if fields:
+        contact.save(update_fields=[*fields, "updated_at"])
     return contact

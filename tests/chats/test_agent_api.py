@@ -626,3 +626,21 @@ def test_the_adapter_page_allows_only_its_own_scripts_and_connections(adapter, a
     assert "unsafe-inline" not in response["Content-Security-Policy"]
     assert policy["connect-src"] == "'self' ws://testserver"
     assert policy["frame-ancestors"] == "'none'"
+
+
+def test_the_agent_sets_where_the_contact_is_for_quiet_hours(phone, alice, go_online, adapter):
+    go_online(alice)
+    phone.text("Hello")
+    phone.text("1")
+    chat = phone.chat()
+    browser = adapter(alice)
+
+    response = browser.post(f"chats/{chat.pk}/contact", {"time_zone": "America/Los_Angeles", "state": "CA"})
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["contact"]["time_zone"], response.json()["contact"]["state"]) == ("America/Los_Angeles", "CA")
+    contact = CrmContact.objects.get(phone_number=CONSUMER)
+    assert (contact.time_zone, contact.state) == ("America/Los_Angeles", "CA")
+    assert error_of(browser.post(f"chats/{chat.pk}/contact", {"time_zone": "Mars/Base"}), 400) == "Pick a time zone from the list."
+    assert error_of(browser.post(f"chats/{chat.pk}/contact", {"state": "ZZ"}), 400) == "Pick a US state from the list."
+    assert browser.post(f"chats/{chat.pk}/contact", {"time_zone": "", "state": ""}).json()["contact"]["time_zone"] == ""

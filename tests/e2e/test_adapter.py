@@ -273,6 +273,16 @@ def test_crm_panel_picks_among_several_contacts(pages, consumer):
     chat = Chat.objects.get(consumer_number=ALICE_CONSUMER)
     assert chat.crm_record.contact.name == "Dan Whitfield" and not chat.crm_needs_choice
 
+    # Where Dan is, for his quiet hours (SPEC R1): the agent picks his zone; the consent panel
+    # says nothing was recorded yet.
+    with alice.expect_response(lambda r: r.url.endswith("/contact") and r.request.method == "POST") as saved:
+        panel.get_by_label("The contact's time zone").select_option("America/Chicago")
+    assert saved.value.status == 200
+    expect(panel.get_by_label("The contact's time zone")).to_have_value("America/Chicago")
+    expect(panel.locator(".consent")).to_have_count(0)
+    expect(panel).to_contain_text("No opt-out or opt-in recorded.")
+    assert CrmContact.objects.get(name="Dan Whitfield").time_zone == "America/Chicago"
+
 
 @pytest.mark.e2e
 def test_outbound_chat_suggests_the_optin_first(pages):

@@ -63,6 +63,27 @@ export function mountConversation({ store, actions, me }) {
     return form;
   }
 
+  // Where the contact is, for their quiet hours (SPEC R1): empty lets the number's area code decide.
+  const US_ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
+    "America/Anchorage", "Pacific/Honolulu", "America/Puerto_Rico"];
+
+  function placeForm(c) {
+    const zones = c.time_zone && !US_ZONES.includes(c.time_zone) ? [...US_ZONES, c.time_zone] : US_ZONES;
+    const zone = h("select", { name: "time_zone", class: "contact-zone", "aria-label": "The contact's time zone" },
+      h("option", { value: "" }, "Time zone: from the number"),
+      ...zones.map((z) => h("option", { value: z, selected: z === c.time_zone }, z.replace("America/", "").replace("Pacific/", "").replace("_", " "))),
+    );
+    const state = h("input", { name: "state", class: "contact-state", maxlength: 2, size: 3, value: c.state || "", placeholder: "State", "aria-label": "The contact's US state (two letters)" });
+    const error = h("p", { class: "form-error", role: "alert" });
+    const save = async () => {
+      const result = await actions.chooseContact(store.state.openChatId, { time_zone: zone.value, state: state.value.trim().toUpperCase() });
+      error.textContent = result || "";
+    };
+    zone.addEventListener("change", save);
+    state.addEventListener("change", save);
+    return h("div", { class: "contact-place", title: "Where the contact is: decides their quiet hours" }, zone, state, error);
+  }
+
   function contactCard(c) {
     const chat = store.openChat();
     const initial = (c.name || "").trim().slice(0, 1).toUpperCase();
@@ -72,6 +93,7 @@ export function mountConversation({ store, actions, me }) {
         h("p", { class: "contact-name" }, c.name || "No name on file"),
         h("p", { class: "contact-sub" }, chat ? chat.consumer_number : c.label),
         h("p", { class: "contact-sub" }, c.email || "No email on file"),
+        placeForm(c),
       ),
     );
   }
