@@ -86,8 +86,14 @@ def sweep_retention(now: dt.datetime | None = None) -> int:
         )
         if due:
             erase_chat_texts(Chat.objects.filter(pk__in=due))
-        _blank_outbound(OutboundMessage.objects.filter(created_at__lt=cutoff, message__isnull=True)[:RETENTION_BATCH])
-        _blank_payloads(DeliveryLog.objects.filter(created_at__lt=cutoff).exclude(payload=ERASED_PAYLOAD)[:RETENTION_BATCH])
+        _blank_outbound(
+            OutboundMessage.objects.filter(created_at__lt=cutoff, message__isnull=True)
+            .filter(~Q(body="") | ~Q(media_urls=[]))
+            .order_by("created_at")[:RETENTION_BATCH]
+        )
+        _blank_payloads(
+            DeliveryLog.objects.filter(created_at__lt=cutoff).exclude(payload=ERASED_PAYLOAD).order_by("created_at")[:RETENTION_BATCH]
+        )
     return len(due)
 
 

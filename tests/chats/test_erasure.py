@@ -160,3 +160,20 @@ def test_a_retention_of_zero_days_is_a_form_error(admin_client):
 
     assert response.status_code == 200
     assert "Ensure this value is greater than or equal to 1." in page_text(response)
+
+
+def test_retention_reaches_old_session_less_texts_batch_after_batch(db, time_machine, monkeypatch):
+    from sms.models import OutboundMessage
+
+    update_chat_settings(retention_days=30)
+    monkeypatch.setattr(erasure, "RETENTION_BATCH", 2)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    time_machine.move_to(start, tick=False)
+    for n in range(5):
+        OutboundMessage.objects.create(to_number=f"+1555765000{n}", from_number=PORTAL, body=f"{SECRET} {n}", kind="sessionless")
+    time_machine.move_to(start + dt.timedelta(days=31), tick=False)
+
+    for _ in range(3):
+        erasure.sweep_retention()
+
+    assert rows_holding(SECRET) == []
