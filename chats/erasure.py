@@ -7,7 +7,8 @@ reports still count them) and so does the proof (the do-not-contact list and the
   Idempotent: a second erasure finds nothing more and says so.
 - `sweep_retention()` — the sweeper's part: chats that ended more than the chat settings'
   `retention_days` ago lose their texts, media and transcript, in set-based batches (as the
-  expiry batch), and so do session-less texts and webhook payloads older than that."""
+  expiry batch), and so do the texts received, session-less texts and webhook payloads older than
+  that."""
 from __future__ import annotations
 
 import datetime as dt
@@ -91,6 +92,10 @@ def sweep_retention(now: dt.datetime | None = None) -> int:
             .filter(~Q(body="") | ~Q(media_urls=[]))
             .order_by("created_at")[:RETENTION_BATCH]
         )
+        old_inbound = (
+            InboundMessage.objects.filter(received_at__lt=cutoff).filter(~Q(body="") | ~Q(media=[])).order_by("received_at")
+        )
+        _blank_inbound(InboundMessage.objects.filter(pk__in=list(old_inbound.values_list("pk", flat=True)[:RETENTION_BATCH])))
         _blank_payloads(
             DeliveryLog.objects.filter(created_at__lt=cutoff).exclude(payload=ERASED_PAYLOAD).order_by("created_at")[:RETENTION_BATCH]
         )
