@@ -6,7 +6,6 @@ import datetime as dt
 import io
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from chats.calls import consent as call_consent
