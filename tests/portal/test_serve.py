@@ -41,6 +41,33 @@ def test_the_number_of_web_processes_must_be_sensible(value, monkeypatch):
         call_command("serve", "--web-workers", value)
 
 
+@pytest.mark.parametrize(
+    "role, started",
+    [("web", ["web"]), ("tasks", ["qcluster"]), ("sweeper", ["sweep"]), ("all", ["web", "qcluster", "sweep"])],
+)
+def test_a_role_starts_only_its_part(role, started, monkeypatch):
+    """`serve --role`: a machine may run only the web, only the task cluster or only the sweeper."""
+    from portal.management.commands.serve import Command, roles_of
+
+    commands = []
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **kw: commands.append(args) or object())
+
+    Command()._start_children({}, "127.0.0.1", free_port(), 1, roles_of(role))
+
+    def part(command):
+        return "web" if "portal.web" in map(str, command) else command[2]  # the daphne server, or manage.py X
+
+    assert sorted(part(command) for command in commands) == sorted(started)
+
+
+def test_a_role_needs_the_shared_channel_layer_and_broker(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: pytest.fail("nothing may start"))
+
+    with pytest.raises(CommandError, match="--role tasks splits the portal"):
+        call_command("serve", "--role", "tasks")
+
+
 # --- the real processes ------------------------------------------------------------------------
 
 

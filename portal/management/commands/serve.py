@@ -29,6 +29,12 @@ IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 # The processes behind the web: when one exits, it is started again (after 1, 2, 4 … 30 s)
 # instead of stopping everything; a web process that exits stops serve.
 BACKGROUND_ROLES = ("tasks", "sweeper")
+ROLES = ("web", "tasks", "sweeper", "all")
+
+
+def roles_of(role: str) -> frozenset[str]:
+    """What `--role` starts: one part, or all three."""
+    return frozenset(("web", *BACKGROUND_ROLES)) if role == "all" else frozenset({role})
 RESTART_MAX_SECONDS = 30
 RESTART_RESET_SECONDS = 60
 # How much lower than the web processes the task cluster and the sweeper run (nice).
@@ -101,6 +107,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
+            "--role",
+            choices=ROLES,
+            default="all",
+            help="what this machine runs: web (the daphne processes), tasks (the django-q2 cluster), sweeper "
+            "(the periodic work; safe on several machines at once: it locks what it takes), or all (default)",
+        )
+        parser.add_argument(
             "--web-workers",
             type=web_workers_type,
             default=1,
@@ -108,7 +121,13 @@ class Command(BaseCommand):
             "(default 1)",
         )
 
-    def handle(self, *args, host, port, web_workers=1, **options):
+    def handle(self, *args, host, port, web_workers=1, role="all", **options):
+        roles = roles_of(role)
+        if role != "all" and not shared_channel_layer():
+            raise CommandError(
+                f"--role {role} splits the portal across processes or machines: they need REDIS_URL (the Redis "
+                "channel layer and broker) and a shared database (DATABASE_URL)."
+            )
         if web_workers > 1 and not shared_channel_layer():
             raise CommandError(
                 "Several web processes need REDIS_URL (the Redis channel layer): with the in-memory one, "
@@ -125,11 +144,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         children = {}
         try:
-            self._start_children(children, host, port, web_workers)
+            self._start_children(children, host, port, web_workers, roles)
         except BaseException:
             self._stop(children)  # what started before the failure
             raise
-        self._print_banner(host, port, web_workers)
+        self._print_banner(host, port, web_workers, roles)
         exit_code = 0
         restarts: dict[str, tuple[float, int]] = {}  # name → (when to start it again, tries so far)
         while not stopping:
@@ -166,8 +185,15 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
 
-    def _start_children(self, children: dict, host: str, port: int, web_workers: int) -> None:
+    def _start_children(self, children: dict, host: str, port: int, web_workers: int, roles: frozenset[str]) -> None:
         # TERN_PROCESS_ROLE tells portal.realtime which process shares the web's channel layer.
+        if "web" in roles:
+            self._start_web(children, host, port, web_workers)
+        for name in BACKGROUND_ROLES:
+            if name in roles:
+                children[name] = self._background_child(name)
+
+    def _start_web(self, children: dict, host: str, port: int, web_workers: int) -> None:
         web_env = child_env("web")
         if web_workers == 1:
             children["web"] = subprocess.Popen(daphne_command(host=host, port=port), cwd=settings.BASE_DIR, env=web_env)
@@ -183,8 +209,6 @@ class Command(BaseCommand):
                     )
             finally:
                 sock.close()  # the web processes hold it now
-        for name in BACKGROUND_ROLES:
-            children[name] = self._background_child(name)
 
     def _background_child(self, name: str) -> subprocess.Popen:
         """The task cluster or the sweeper loop. On PostgreSQL the work behind the requests runs
@@ -222,7 +246,11 @@ class Command(BaseCommand):
                 child.kill()
                 child.wait()
 
-    def _print_banner(self, host, port, web_workers=1):
+    def _print_banner(self, host, port, web_workers=1, roles=frozenset(("web", "tasks", "sweeper"))):
+        if "web" not in roles:
+            self.stdout.write(f"Tern is running: {', '.join(sorted(roles))} (no web on this machine). Press Ctrl-C to stop.\n")
+            self.stdout.flush()
+            return
         shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
         base = f"http://{shown}:{port}"
         lines = [
@@ -236,6 +264,7 @@ class Command(BaseCommand):
             f"  Health           {base}/healthz",
             f"  SMS provider     {settings.SMS_PROVIDER}",
             f"  Web processes    {web_workers}",
+            f"  Runs here        {', '.join(sorted(roles))}",
             "Press Ctrl-C to stop.",
             "",
         ]
