@@ -40,7 +40,7 @@ HTTPS = env_bool("HTTPS", False)
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^sms/twilio/"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^sms/twilio/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS") or 31_536_000)
@@ -48,6 +48,10 @@ if HTTPS:
     SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]  # "not preloaded": the operator's choice, documented
+
+# GET /metrics (Prometheus): with a token, readable by whoever sends it as a bearer token; without
+# one, only by a client on the same machine talking to the process directly.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 SMS_PROVIDER = os.environ.get("SMS_PROVIDER", "local").strip().lower() or "local"
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")

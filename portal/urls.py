@@ -13,6 +13,7 @@ from chats.inbound import twilio_inbound
 from portal import roles
 from portal.health import healthz
 from portal.monitoring import urls as urls_monitoring
+from portal.monitoring.exporter import metrics_view
 from portal.reports import urls as urls_reports
 from sms import api as sms_api
 from sms import consent_api
@@ -25,6 +26,7 @@ ID = r"(?P<chat_id>[^/]+)"
 urlpatterns = [
     path("", roles.home, name="home"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("sms/twilio/inbound/", twilio_inbound, name="twilio-inbound"),
     path("sms/twilio/status/", twilio_status, name="twilio-status"),

@@ -31,10 +31,11 @@ from collections import Counter
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Q, Subquery
+from django.db.models import Exists, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from portal.metrics import PROVIDER_SEND_SECONDS
 from portal.models import ChatSettings
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -251,7 +252,10 @@ def _hand_over(message: OutboundMessage, taken: list) -> str:
     _lease_keeper.hold(message.pk)
     try:
         found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
-        result = provider.send(outgoing) if found is None else None
+        result = None
+        if found is None:
+            with PROVIDER_SEND_SECONDS.labels(provider=provider.name).time():
+                result = provider.send(outgoing)
     except ProviderError as exc:
         # The outcome is written without the lease keeper: a renewal after a failure would hold
         # back the retry.

@@ -314,6 +314,74 @@ def test_sigterm_in_the_middle_of_a_burst_answers_every_stored_text_and_stores_e
     assert {status for _, status in outcomes} <= {200, 503, 0}
 
 
+def scrape(port: int, **headers) -> tuple[int, dict]:
+    """GET /metrics: its status and {(name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics", headers=headers)
+        answer = conn.getresponse()
+        text = answer.read().decode()
+    finally:
+        conn.close()
+    if answer.status != 200:
+        return answer.status, {}
+    return 200, {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_add_up_the_web_and_task_processes_of_serve(serve, tmp_path):
+    """Issue 17, item 5, on the real processes: a consumer's text through the web process, the
+    reply sent by a task worker; the web's /metrics shows both (prometheus-client's multiprocess
+    mode, one folder per serve) and the database's figures; --metrics-port shows the processes'."""
+    from tests.webhooks import inbound_params, sign
+
+    token = "serve-test-token"
+    figures_port = free_port()
+    process, port, output = serve(
+        "--metrics-port", str(figures_port),
+        before="from chats.management.commands.seed_demo import seed_demo; seed_demo()",
+        TWILIO_AUTH_TOKEN=token, PUBLIC_BASE_URL="",
+    )
+    status, before = scrape(port)
+    assert status == 200
+    delivered_before = before[("tern_outbound_messages", (("status", "delivered"),))]
+
+    params = inbound_params(from_number="+15558200001", to_number="+15550100001", body="Hi")
+    url = f"http://127.0.0.1:{port}/sms/twilio/inbound/"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/sms/twilio/inbound/", body=urllib.parse.urlencode(params), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sign(url, params, token)})
+    assert conn.getresponse().status == 200
+    conn.close()
+
+    sent = (("provider", "local"),)
+    deadline = time.monotonic() + 60
+    while (figures := scrape(port)[1]).get(("tern_provider_send_seconds_count", sent), 0) < 1:
+        assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+        time.sleep(0.3)
+    assert figures[("tern_http_requests_total", (("method", "POST"), ("status", "200"), ("view", "twilio-inbound")))] == 1
+    assert figures[("tern_webhook_seconds_count", (("webhook", "inbound"),))] == 1
+    assert figures[("tern_outbound_messages", (("status", "delivered"),))] > delivered_before
+    assert figures[("tern_inbound_pending_texts", ())] == 0
+
+    assert scrape(port, **{"X-Forwarded-For": "203.0.113.9"})[0] == 403  # through the proxy, no token
+    status, processes_only = scrape(figures_port)
+    assert status == 200
+    assert processes_only[("tern_provider_send_seconds_count", sent)] == figures[("tern_provider_send_seconds_count", sent)]
+    assert ("tern_inbound_pending_texts", ()) not in processes_only  # the database's figures are the web's
+
+    folders = list((tmp_path / "metrics").glob("serve-*"))
+    assert [folder.name for folder in folders] == [f"serve-{process.pid}"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_SECONDS) == 0
+    assert not folders[0].exists()
+
+
 class StallingTwilio(FakeTwilio):
     """The fake Twilio answering each send after ANSWER_SECONDS, and, after `stall()`, holding the
     answer to the next send until `release()`: a worker killed meanwhile dies with the message

@@ -8,6 +8,7 @@ more than one. Several web processes need a channel layer they share (Redis, `RE
 the in-memory one a browser would hear only the events of the process it is connected to."""
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from portal import metrics
 
 STOP_GRACE_SECONDS = 10
 # A web process drains for up to 10 s (portal.web.DRAIN_SECONDS), then stops.
@@ -114,6 +117,17 @@ class Command(BaseCommand):
             "(the periodic work; safe on several machines at once: it locks what it takes), or all (default)",
         )
         parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="also answer GET /metrics with this serve's process figures on this port (for a machine without "
+            "the web: its task workers' send latency); the web's /metrics has them and the database's figures",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="where --metrics-port listens (default 127.0.0.1; elsewhere set METRICS_TOKEN)",
+        )
+        parser.add_argument(
             "--web-workers",
             type=web_workers_type,
             default=1,
@@ -121,7 +135,7 @@ class Command(BaseCommand):
             "(default 1)",
         )
 
-    def handle(self, *args, host, port, web_workers=1, role="all", **options):
+    def handle(self, *args, host, port, web_workers=1, role="all", metrics_port=None, metrics_host="127.0.0.1", **options):
         roles = roles_of(role)
         if role != "all" and not shared_channel_layer():
             raise CommandError(
@@ -133,6 +147,33 @@ class Command(BaseCommand):
                 "Several web processes need REDIS_URL (the Redis channel layer): with the in-memory one, "
                 "an agent's browser would only hear the events of the process it is connected to."
             )
+        metrics_folder = self._metrics_folder()
+        figures = None
+        try:
+            if metrics_port:
+                try:
+                    figures = metrics.serve_figures(metrics_host, metrics_port)
+                except OSError as exc:
+                    raise CommandError(f"Cannot listen on {metrics_host}:{metrics_port} for /metrics: {exc.strerror}.") from None
+            self._run(host, port, web_workers, roles)
+        finally:
+            if figures:
+                figures.shutdown()
+            if metrics_folder:
+                os.environ.pop(metrics.MULTIPROC_ENV, None)
+                shutil.rmtree(metrics_folder, ignore_errors=True)
+
+    @staticmethod
+    def _metrics_folder():
+        """The folder where this serve's processes write their figures for /metrics (portal.metrics),
+        made fresh; None when the operator chose one (PROMETHEUS_MULTIPROC_DIR: theirs to empty)."""
+        if os.environ.get(metrics.MULTIPROC_ENV):
+            return None
+        folder = metrics.serve_folder(settings.VAR_DIR, os.getpid())
+        os.environ[metrics.MULTIPROC_ENV] = str(folder)  # every child's environment (child_env)
+        return folder
+
+    def _run(self, host, port, web_workers, roles):
         stopping = False
 
         def stop(signum, frame):
