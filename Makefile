@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test browser install install-test migrate seed serve clean
+.PHONY: demo test browser nginx install install-test migrate seed serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,20 @@ browser:
 	  echo "make test: the browser tests need Debian's chromium at $(CHROMIUM); install it (sudo apt-get install chromium) and run make test again"; exit 2; \
 	fi
 
-test: install-test browser
+# The production-topology test (tests/portal/test_topology.py) runs Debian's nginx in front of
+# real processes on PostgreSQL + Redis; `make test` installs it there when missing.
+nginx:
+	@case "$$DATABASE_URL" in postgres*) ;; *) exit 0;; esac; \
+	if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "== installing Debian's nginx for the production-topology test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null \
+	    || { echo "make test: could not install Debian's nginx; install it (apt-get install nginx) and run make test again"; exit 2; }; \
+	else \
+	  echo "make test: on PostgreSQL the topology test needs Debian's nginx; install it (sudo apt-get install nginx) and run make test again"; exit 2; \
+	fi
+
+test: install-test browser nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
