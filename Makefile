@@ -35,30 +35,30 @@ seed: migrate
 demo: seed
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-# The browser tests drive Debian's Chromium; `make test` makes sure it is there and never skips them.
+# $(call debian_package,PACKAGE,WHO NEEDS IT): installs Debian's PACKAGE with apt when run as root,
+# else stops with one line saying what to install. `make test` never skips a test for a missing tool.
+define debian_package
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+  echo "== installing Debian's $(1) for $(2)"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null \
+    || { echo "make test: could not install Debian's $(1); install it (apt-get install $(1)) and run make test again"; exit 2; }; \
+else \
+  echo "make test: Debian's $(1) is needed for $(2); install it (sudo apt-get install $(1)) and run make test again"; exit 2; \
+fi
+endef
+
+# The browser tests drive Debian's Chromium.
 CHROMIUM ?= /usr/bin/chromium
 browser:
 	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "== installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-	    || { echo "make test: could not install Debian's chromium; install it (apt-get install chromium) and run make test again"; exit 2; }; \
-	else \
-	  echo "make test: the browser tests need Debian's chromium at $(CHROMIUM); install it (sudo apt-get install chromium) and run make test again"; exit 2; \
-	fi
+	$(call debian_package,chromium,the browser tests)
 
 # The production-topology test (tests/portal/test_topology.py) runs Debian's nginx in front of
-# real processes on PostgreSQL + Redis; `make test` installs it there when missing.
+# real processes on PostgreSQL + Redis: needed only there.
 nginx:
 	@case "$$DATABASE_URL" in postgres*) ;; *) exit 0;; esac; \
 	if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "== installing Debian's nginx for the production-topology test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null \
-	    || { echo "make test: could not install Debian's nginx; install it (apt-get install nginx) and run make test again"; exit 2; }; \
-	else \
-	  echo "make test: on PostgreSQL the topology test needs Debian's nginx; install it (sudo apt-get install nginx) and run make test again"; exit 2; \
-	fi
+	$(call debian_package,nginx,the topology test on PostgreSQL)
 
 test: install-test browser nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
