@@ -22,6 +22,7 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,23 @@ class LiveAsgi:
         if self._thread is not None:
             self._thread.join(timeout=15)
 
+    def settle(self, timeout: float = 10) -> None:
+        """Before the test's database is flushed: wait for the application instances still
+        running (a websocket's disconnect writing the agent's presence after the browser closed),
+        then close this server's database connections. A flush racing such a write deadlocked on
+        PostgreSQL (TRUNCATE against the row the disconnect was updating) and left the test's
+        rows behind for the next test."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._busy():
+            time.sleep(0.05)
+        self.call(_close_connections)
+
+    def _busy(self) -> bool:
+        return any(
+            (instance := details.get("application_instance")) is not None and not instance.done()
+            for details in list(self.server.connections.values())
+        )
+
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the server's loop, in its database thread, as a request
         would; returns its result (or raises its exception)."""
@@ -163,7 +181,8 @@ def live(asgi_server, transactional_db, settings, tmp_path):
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
     seed_demo()
-    return asgi_server
+    yield asgi_server
+    asgi_server.settle()
 
 
 # --- the consumer ------------------------------------------------------------------------------
