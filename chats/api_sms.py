@@ -31,7 +31,7 @@ from chats.transcript import send_text
 from chats.states import transition
 from portal.models import AgentProfile, ChatSettings
 from queues.models import Queue
-from sms.models import NumberRole, PhoneNumber
+from sms.models import NumberRole, PhoneNumber, QueueNumber
 from sms.pipeline import SendRefused, is_do_not_contact
 
 
@@ -74,15 +74,6 @@ class TicketRef(NamedTuple):
     reference: str | None = None
 
 
-def api_chat_queue(number: PhoneNumber) -> Queue | None:
-    """Where a reply to an API chat from `number` goes: the number's incoming queue, else the
-    first queue it is an outbound number of."""
-    link = number.queue_links.filter(role=NumberRole.INCOMING).select_related("queue").first()
-    if link is None:
-        link = number.queue_links.filter(role=NumberRole.OUTBOUND).select_related("queue").order_by("pk").first()
-    return link.queue if link is not None else None
-
-
 def check_enabled() -> None:
     """SPEC A1's first rows: SMS chat, then outbound SMS, switched on (chat settings)."""
     chat_settings = ChatSettings.load()
@@ -95,16 +86,21 @@ def check_enabled() -> None:
 def sending_number(sender: str, consumer: str) -> tuple[PhoneNumber, Queue]:
     """SPEC A1's rows after the numbers' format: `sender` is a verified SMS-chat number of this
     portal assigned to a queue (else "not found"), and both numbers are US unless the chat
-    settings allow others. Returns the number and the queue that takes the consumer's reply."""
+    settings allow others. Returns the number and the queue that takes the consumer's reply to
+    an API chat: the number's incoming queue, else the first queue it is an outbound number of.
+    One query for the number and its queues."""
     from sms.numbers import is_us_number
 
-    number = PhoneNumber.objects.verified().filter(number=sender, usage="sms_chat").first()
-    queue = api_chat_queue(number) if number is not None else None
-    if queue is None:
+    links = QueueNumber.objects.filter(
+        number__in=PhoneNumber.objects.verified().filter(number=sender, usage="sms_chat"),
+        role__in=(NumberRole.INCOMING, NumberRole.OUTBOUND),
+    ).select_related("number", "queue")
+    link = min(links, key=lambda link: (link.role != NumberRole.INCOMING, link.pk), default=None)
+    if link is None:
         raise ChatActionError(ApiSmsError.OUTBOUND_NOT_FOUND, code="not_found")
     if not ChatSettings.load().api_non_us_numbers_allowed and not (is_us_number(sender) and is_us_number(consumer)):
         raise ChatActionError(ApiSmsError.NON_US, code="non_us")
-    return number, queue
+    return link.number, link.queue
 
 
 def _find_agent(ref: AgentRef) -> AgentProfile | None:
@@ -182,24 +178,27 @@ def start_api_chat(
     reply enters `queue`'s flow, see chats.flow), or `assigned` at once to the agent given. The
     text is proactive (quiet hours) and goes through the whole outbound pipeline."""
     chat_settings = ChatSettings.load()
-    with transaction.atomic():
+    chat = Chat(
+        consumer_number=consumer_number,
+        portal_number=portal_number,
+        queue=queue,
+        chat_type=ChatType.API_SMS,
+        chat_subtype=API_INITIATED,
+        start_type=StartType.OUTBOUND,
+        language=chat_settings.default_language,
+        language_chosen=True,
+        crm_record=crm_record,
+        ticket_id=str(crm_record.pk) if crm_record is not None else "",
+    )
+    recompute_deadline(chat, chat_settings=chat_settings)  # saved with the row, not by a second UPDATE
+    # The caller's transaction when there is one (send_api_sms holds the chat lookup's locks in
+    # it): no savepoint of its own, only the one the unique active-chat constraint needs.
+    with transaction.atomic(savepoint=False):
         try:
             with transaction.atomic():
-                chat = Chat.objects.create(
-                    consumer_number=consumer_number,
-                    portal_number=portal_number,
-                    queue=queue,
-                    chat_type=ChatType.API_SMS,
-                    chat_subtype=API_INITIATED,
-                    start_type=StartType.OUTBOUND,
-                    language=chat_settings.default_language,
-                    language_chosen=True,
-                    crm_record=crm_record,
-                    ticket_id=str(crm_record.pk) if crm_record is not None else "",
-                )
+                chat.save(force_insert=True)
         except IntegrityError:
             raise ChatActionError(ApiSmsError.ACTIVE_SESSION, code="active_chat") from None
-        chat.save(update_fields=sorted(recompute_deadline(chat)))
         Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
         ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by=by[:40], data={"api": True, "queue_id": queue.pk})
         if agent is not None:

@@ -244,3 +244,43 @@ def test_a_settings_change_applies_to_the_next_text(phone, chat_settings, make_p
     other.text("Hi")
 
     assert other.new_texts()[0] == "Welcome! Reply STOP to opt out."
+
+
+# The Outbound SMS API (SPEC A1), one request that opens a chat: the credential, the settings,
+# the number with its queues (one query), the consumer's active chat locked, do-not-contact, the
+# chat (a savepoint for the one-active-chat constraint around its INSERT, deadline included), its
+# participant and created event, the event webhooks' subscribers, the text (the number locked for
+# the duplicate limiter, the duplicate check, the contact's zone and the quiet-hours rules, the
+# message and its first status event, the transcript entry), the CRM record (lookup, contact,
+# record, opening entry, the chat's link), then the chat object read for the answer with its
+# relations (5). In a test the request's transaction is a savepoint (2 more). Was 34 (36 for an
+# outbound-only number).
+API_SMS_MAX = 30
+
+
+@pytest.mark.parametrize("earlier", [0, 1000])
+def test_an_outbound_sms_api_request_costs_a_bounded_number_of_queries(
+    client, support, task_queue, earlier, time_machine, django_assert_max_num_queries,
+    django_capture_on_commit_callbacks,
+):
+    import datetime as dt
+    import zoneinfo
+
+    from tests.api_client import make_api
+
+    time_machine.move_to(dt.datetime(2030, 3, 5, 10, 0, tzinfo=zoneinfo.ZoneInfo("America/New_York")), tick=False)
+    api = make_api(client, django_capture_on_commit_callbacks)
+    request = {"chat_type": "sms", "chat_subtype": "api_initiated", "end_user_number": CONSUMER,
+               "outbound_number": PORTAL, "message": "Your order #1234 is ready for pickup."}
+    earlier_chat = Chat.objects.get(pk=api.post("/apps/api/v1/sms", request).json()["id"])
+    make_transcript(earlier_chat, earlier)
+    Chat.objects.filter(pk=earlier_chat.pk).update(status=ChatStatus.FINISHED)
+
+    with django_assert_max_num_queries(API_SMS_MAX):
+        response = api.post("/apps/api/v1/sms", {**request, "message": "Your refund was sent."})
+
+    assert response.status_code == 200, response.json()
+    chat = Chat.objects.get(pk=response.json()["id"])
+    assert (chat.status, chat.deadline_kind) == (ChatStatus.SELECTING, "expired_selecting")
+    assert list(chat.messages.values_list("body", flat=True)) == ["Your refund was sent."]
+    assert task_queue()[0] == 2  # each request's text handed to the send task
