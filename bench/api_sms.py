@@ -229,7 +229,7 @@ def main(argv=None) -> int:
         for name, run in (("tern", tern_round), ("baseline", baseline_round)):
             result = run(kind, work, web_workers, args)
             rounds[name].append(result)
-            print(versus._line(result).replace("texts/s", "req/s" if name == "tern" else "texts/s", 1))
+            print(versus._line(result).replace("texts/s", "req/s", 1).replace("ms/text", "ms/req", 1) if name == "tern" else versus._line(result))
     print(f"  load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     def median(name, attr):

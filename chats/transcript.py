@@ -40,6 +40,7 @@ def send_text(
     outbound = queue_sms(
         to=chat.consumer_number,
         from_number=chat.portal_number.number,
+        portal_number=chat.portal_number,
         body=body,
         media_urls=media_urls or [],
         kind=kind,

@@ -13,6 +13,7 @@ sms/statuses.py."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 from django.db import connection, transaction
@@ -131,9 +132,11 @@ def queue_sms(
     batch: str = "",
     expires_at: dt.datetime | None = None,
     ignore_do_not_contact: bool = False,
+    portal_number: PhoneNumber | None = None,
 ) -> OutboundMessage:
     """Record an outbound message and schedule its sending. Raises SendRefused for the
-    duplicate limiter and the size limits; a do-not-contact recipient gives a `suppressed` row."""
+    duplicate limiter and the size limits; a do-not-contact recipient gives a `suppressed` row.
+    `portal_number`: the row of `from_number` when the caller has it at hand (not read again)."""
     body = body or ""
     media_urls = list(media_urls or [])
     _check_size(body, media_urls)
@@ -147,7 +150,10 @@ def queue_sms(
     # insert one step. Nothing raises inside it: SendRefused leaves the caller's transaction
     # usable (callers catch it and go on).
     with transaction.atomic(savepoint=False):
-        portal_number = _portal_number(from_number, lock=limited)
+        if limited:
+            _lock_for_duplicates(to, from_number)
+        if portal_number is None or portal_number.number != from_number:
+            portal_number = _portal_number(from_number)
         message = OutboundMessage(
             to_number=to,
             from_number=from_number,
@@ -179,15 +185,23 @@ def _check_size(body: str, media_urls: list[str]) -> None:
         raise SendRefused(f"at most {MAX_MEDIA_ITEMS} media items can be sent in one message")
 
 
-def _portal_number(number: str, *, lock: bool) -> PhoneNumber | None:
-    """The portal's number row; locked for the duplicate limiter (SPEC S11 step 2), so two sends
-    of the same text through one number run their check-then-insert one after the other.
-    FOR NO KEY UPDATE: it does not block the inserts of other messages that point at the row.
-    SQLite ignores it, and needs nothing more: its transactions take the write lock at BEGIN."""
-    numbers = PhoneNumber.objects.filter(number=number)
-    if lock:
-        return numbers.select_for_update(no_key=connection.features.has_select_for_no_key_update).first()
-    return cached(("portal_number", number), numbers.first)  # once per request or batch
+def _portal_number(number: str) -> PhoneNumber | None:
+    """The portal's number row, read once per request or batch."""
+    return cached(("portal_number", number), PhoneNumber.objects.filter(number=number).first)
+
+
+def _lock_for_duplicates(to: str, from_number: str) -> None:
+    """The duplicate limiter's lock (SPEC S11 step 2): two sends between the same two numbers run
+    their check-then-insert one after the other, the second waiting for the first's transaction
+    to end; sends to other consumers, through the same portal number or not, do not wait for it.
+    On PostgreSQL a transaction-scoped advisory lock keyed by the pair (a hash collision only
+    makes two pairs wait for each other). SQLite needs nothing more: its transactions take the
+    write lock at BEGIN."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"duplicate-limiter {from_number} {to}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
 
 
 SUPPRESSED_DETAIL = "Recipient is on the do-not-contact list."
@@ -270,7 +284,7 @@ def admit_pending(message: OutboundMessage) -> str:
         return message.status
 
     def duplicate() -> bool:
-        _portal_number(message.from_number, lock=True)  # the duplicate limiter's lock, as in queue_sms
+        _lock_for_duplicates(message.to_number, message.from_number)  # as in queue_sms
         return _is_duplicate(message, chat_settings, now)
 
     limited = message.kind in LIMITED_KINDS and chat_settings.duplicate_limiter_enabled and message.body
@@ -301,7 +315,7 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
     cost that does not grow with the number of messages: one query for the portal numbers not
     given, one for the do-not-contact list, one insert for the messages and one for their first status events, and
     one after-commit enqueue of all their send tasks. Kinds the duplicate limiter applies to go
-    through `queue_sms` one by one (its check and insert are one locked step per number).
+    through `queue_sms` one by one (its check and insert are one locked step per pair of numbers).
     Returns the messages in the order asked (the limited ones are made last). Raises SendRefused
     when one of them is refused: for its size before anything is saved; as a duplicate after the
     others were, so a caller that goes on rolls its savepoint back."""

@@ -131,3 +131,47 @@ def test_a_duplicate_waits_for_the_first_senders_transaction_then_is_refused(twi
     assert outcome["second"].message == DUPLICATE_MESSAGE_ERROR
     assert OutboundMessage.objects.count() == 1
     assert len(posts(twilio_settings)) == 1
+
+
+def test_a_send_to_another_consumer_through_the_same_number_does_not_wait_for_an_open_one(twilio_settings):
+    """The duplicate limiter locks the pair of numbers, not the portal number: while one sender's
+    transaction is still open, an API text to another consumer through the same number is
+    admitted at once (with the number locked, every API request through it waited for the one
+    before to commit)."""
+    make_sending_number(SENDER)
+    ChatSettings.load()
+    first_in, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                queue_sms(to=CONSUMER, from_number=SENDER, body="Your order has shipped.", kind="api")
+                first_in.set()
+                release.wait(THREAD_TIMEOUT)
+        finally:
+            connections.close_all()
+
+    def other():
+        try:
+            first_in.wait(THREAD_TIMEOUT)
+            outcome["other"] = queue_sms(to="+12125550199", from_number=SENDER, body="Your order has shipped.", kind="api")
+        except BaseException as exc:  # noqa: BLE001
+            outcome["other"] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=other, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        threads[1].join(THREAD_TIMEOUT)
+        finished_while_first_open = not threads[1].is_alive()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(THREAD_TIMEOUT)
+
+    assert finished_while_first_open
+    assert isinstance(outcome["other"], OutboundMessage), outcome["other"]
+    assert OutboundMessage.objects.count() == 2
