@@ -79,6 +79,12 @@ class BatchFacts:
         self.surveys_open = surveys.open_surveys(
             {(text.from_number, text.to_number) for text in texts} - set(self.chats)
         )
+        # Pairs that had a chat before: the others are a first contact (the opt-in message).
+        self.known_pairs = set(
+            Chat.objects.filter(consumer_number__in=consumers, portal_number__number__in=numbers)
+            .values_list("consumer_number", "portal_number__number")
+            .distinct()
+        )
         self._taken: set[tuple[str, str]] = set()
 
     def take(self, inbound: InboundMessage):
@@ -160,7 +166,8 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
         if outcome:
             return outcome
     if chat is None:
-        return _start_conversation(inbound, number, command, chat_settings)
+        known = (consumer, number.number) in facts.known_pairs if facts is not None else None
+        return _start_conversation(inbound, number, command, chat_settings, known_before=known)
 
     return _continue_chat(chat, inbound, command, chat_settings)
 
@@ -258,7 +265,9 @@ def _assign_again_after_commit(chat: Chat) -> None:
         assignment.assign_after_commit(chat.queue)
 
 
-def _record_consumer(chat: Chat, inbound: InboundMessage):
+def _record_consumer(chat: Chat, inbound: InboundMessage, *, save_chat: bool = True):
+    """The consumer's text in the transcript (with its pictures and videos) and, unless the caller
+    saves the chat itself, the chat's last consumer message time and deadline."""
     message = transcript.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
     if inbound.media:
         items = [
@@ -268,9 +277,10 @@ def _record_consumer(chat: Chat, inbound: InboundMessage):
         Media.objects.bulk_create(items)
         media_ids = [m.pk for m in Media.objects.filter(message=message).order_by("pk")]
         transaction.on_commit(lambda: _enqueue_media_fetch(media_ids))
-    chat.last_consumer_message_at = timezone.now()
-    fields = {"last_consumer_message_at"} | recompute_deadline(chat)
-    chat.save(update_fields=sorted(fields))
+    if save_chat:
+        chat.last_consumer_message_at = timezone.now()
+        fields = {"last_consumer_message_at"} | recompute_deadline(chat)
+        chat.save(update_fields=sorted(fields))
     return message
 
 
@@ -298,7 +308,11 @@ def _menu_options(queue: Queue) -> list[Queue]:
     return cached(("menu_options", queue.pk), lambda: list(Queue.objects.menu_options(queue)))
 
 
-def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, chat_settings: ChatSettings) -> str:
+def _start_conversation(
+    inbound: InboundMessage, number: PhoneNumber, command, chat_settings: ChatSettings, known_before: bool | None = None
+) -> str:
+    """A new chat for a consumer with none active. `known_before`: whether the consumer had a chat
+    with this number before (the batch's facts know it), else it is looked up."""
     queue = _entry_queue(number)
     if queue is None:
         if not _answered_recently(inbound, chat_settings.do_not_reply_message):
@@ -308,18 +322,22 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
         return "sms_chat_off"
     if command == Command.EXIT:
         return "exit_without_chat"
-    first_contact = not Chat.objects.filter(consumer_number=inbound.from_number, portal_number=number).exists()
+    if known_before is None:
+        known_before = Chat.objects.filter(consumer_number=inbound.from_number, portal_number=number).exists()
     languages = [code for code in chat_settings.enabled_languages or [] if not queue.languages or code in queue.languages]
+    chat = Chat(
+        consumer_number=inbound.from_number,
+        portal_number=number,
+        queue=queue,
+        menu_queue=queue,
+        language=chat_settings.default_language,
+        language_chosen=len(languages) <= 1,
+        last_consumer_message_at=timezone.now(),
+    )
+    recompute_deadline(chat, chat_settings=chat_settings)  # the first deadline, saved with the row
     try:
         with transaction.atomic():
-            chat = Chat.objects.create(
-                consumer_number=inbound.from_number,
-                portal_number=number,
-                queue=queue,
-                menu_queue=queue,
-                language=chat_settings.default_language,
-                language_chosen=len(languages) <= 1,
-            )
+            chat.save(force_insert=True)
     except IntegrityError:
         # Another text from the same consumer created the chat a moment ago: use that one.
         # Handle this text as if it had come just after that one (a menu answer stays one).
@@ -333,8 +351,8 @@ def _start_conversation(inbound: InboundMessage, number: PhoneNumber, command, c
         return _continue_chat(chat, inbound, command, chat_settings)
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
     ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk})
-    _record_consumer(chat, inbound)  # sets the chat's first deadline too
-    if first_contact:
+    _record_consumer(chat, inbound, save_chat=False)  # its time and deadline went in with the row
+    if not known_before:
         transcript.send_text(chat=chat, body=chat_settings.opt_in_message)
     transcript.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
     if not chat.language_chosen:

@@ -14,9 +14,10 @@ import pytest
 from django.db import connection, connections
 
 import chats.flow
-from chats import intake
-from chats.models import Author, Chat, ChatStatus, Message
+from chats import intake, services
+from chats.models import Author, Chat, ChatStatus, DisconnectedBy, FinishReason, Message
 from chats.sweepers import run_sweepers
+from portal.models import ChatSettings
 from sms.models import InboundMessage, InboundState, InboundWake, MessageStatusEvent, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
@@ -125,6 +126,30 @@ def test_a_consumers_texts_waiting_together_are_handled_in_the_order_they_came(s
     assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
         "menu", "invalid_choice", "queued", "message"
     ]
+
+
+def test_in_a_batch_only_consumers_new_to_the_number_get_the_opt_in_message(support, django_capture_on_commit_callbacks):
+    """The batch reads once which of its consumers texted the number before: a returning consumer's
+    new chat starts with the greeting, a new consumer's with the opt-in message."""
+    stored("Hi")
+    handle_all(django_capture_on_commit_callbacks)
+    services.end_chat(chat=Chat.objects.get(), by=DisconnectedBy.SYSTEM, reason=FinishReason.EXPIRED_SELECTING,
+                      notify_consumer=False)
+    before = len(replies())
+    newcomers = ["+15557660001", "+15557660002"]
+    for consumer in (CONSUMER, *newcomers):  # three first texts: the batch reads its facts once
+        stored("Hello again", consumer)
+
+    assert handle_all(django_capture_on_commit_callbacks) == 3
+
+    assert replies()[before:] == [GREETING, MENU]
+    for consumer in newcomers:
+        assert replies(consumer) == [support_opt_in(), GREETING, MENU]
+    for chat in Chat.objects.filter(status=ChatStatus.SELECTING):  # the first deadline saved with the chat
+        assert chat.deadline_kind == "expired_selecting"
+        assert chat.deadline_at == chat.last_consumer_message_at + dt.timedelta(
+            minutes=ChatSettings.load().selecting_expiration_minutes
+        )
 
 
 def test_a_text_waiting_for_a_retry_holds_back_the_same_consumers_later_texts(support, django_capture_on_commit_callbacks):
