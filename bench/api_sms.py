@@ -243,8 +243,7 @@ def main(argv=None) -> int:
     print(f"{'web CPU ms per request':24s} {median('tern', 'cpu_web_ms'):10.2f} {median('baseline', 'cpu_web_ms'):10.2f}"
           f" {median('tern', 'cpu_web_ms') / max(median('baseline', 'cpu_web_ms'), 1e-9):8.2f}")
     print(f"{'queries per API request':24s} {queries_per_request():10d}")
-    bad = [r for rs in rounds.values() for r in rs if r.lost or r.duplicated or set(r.statuses) != {200} or r.notes]
-    return 1 if bad else 0
+    return versus.exit_status(rounds)
 
 
 if __name__ == "__main__":

@@ -300,5 +300,10 @@ def main(args, inbound) -> int:
     print(f"{'web CPU ms per text':22s} {median('tern', 'cpu_web_ms'):10.2f} {median('baseline', 'cpu_web_ms'):10.2f}"
           f" {median('tern', 'cpu_web_ms') / max(median('baseline', 'cpu_web_ms'), 1e-9):8.2f}")
     print(f"{'all CPU ms per text':22s} {median('tern', 'cpu_all_ms'):10.2f} {median('baseline', 'cpu_all_ms'):10.2f}")
+    return exit_status(rounds)
+
+
+def exit_status(rounds: dict[str, list[Round]]) -> int:
+    """1 when any round lost or doubled something, had a request not answered 200, or a note."""
     bad = [r for rs in rounds.values() for r in rs if r.lost or r.duplicated or set(r.statuses) != {200} or r.notes]
     return 1 if bad else 0

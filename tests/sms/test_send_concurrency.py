@@ -88,47 +88,70 @@ def _someone_waits_for_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+class OpenSender:
+    """A first sender whose transaction stays open after `queue_sms` until released, and a second
+    send run in another thread meanwhile: what locks make the second wait for."""
+
+    def __init__(self, body: str, kind: str):
+        make_sending_number(SENDER)
+        ChatSettings.load()  # as in a running portal: nobody waits on the singleton's creation
+        self.body, self.kind = body, kind
+        self.first_in, self.release = threading.Event(), threading.Event()
+        self.outcome: dict = {}
+
+    def _first(self):
+        try:
+            with transaction.atomic():
+                queue_sms(to=CONSUMER, from_number=SENDER, body=self.body, kind=self.kind)
+                self.first_in.set()
+                self.release.wait(THREAD_TIMEOUT)
+        finally:
+            connections.close_all()
+
+    def _second(self, to: str):
+        try:
+            self.first_in.wait(THREAD_TIMEOUT)
+            self.outcome["second"] = queue_sms(to=to, from_number=SENDER, body=self.body, kind=self.kind)
+        except BaseException as exc:  # noqa: BLE001
+            self.outcome["second"] = exc
+        finally:
+            connections.close_all()
+
+    def start(self, second_to: str) -> None:
+        self.threads = [
+            threading.Thread(target=self._first, daemon=True),
+            threading.Thread(target=self._second, args=(second_to,), daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+        assert self.first_in.wait(THREAD_TIMEOUT)
+
+    @property
+    def second_running(self) -> bool:
+        return self.threads[1].is_alive()
+
+    def finish(self):
+        """Let the first transaction go, wait for both; the second send's result (or error)."""
+        self.release.set()
+        for thread in self.threads:
+            thread.join(THREAD_TIMEOUT)
+        assert not any(thread.is_alive() for thread in self.threads)
+        return self.outcome["second"]
+
+
 def test_a_duplicate_waits_for_the_first_senders_transaction_then_is_refused(twilio_settings):
     """Deterministic: the first sender's transaction stays open; the second must wait for it
     (without the lock it would read nothing yet and send the same text again)."""
-    make_sending_number(SENDER)
-    ChatSettings.load()  # as in a running portal: nobody waits on the singleton's creation
-    first_in, release = threading.Event(), threading.Event()
-    outcome: dict = {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                queue_sms(to=CONSUMER, from_number=SENDER, body="Hi, this is Alice.", kind="agent")
-                first_in.set()
-                release.wait(THREAD_TIMEOUT)
-        finally:
-            connections.close_all()
-
-    def second():
-        try:
-            first_in.wait(THREAD_TIMEOUT)
-            outcome["second"] = queue_sms(to=CONSUMER, from_number=SENDER, body="Hi, this is Alice.", kind="agent")
-        except BaseException as exc:  # noqa: BLE001
-            outcome["second"] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
-    for thread in threads:
-        thread.start()
-    assert first_in.wait(THREAD_TIMEOUT)
+    senders = OpenSender("Hi, this is Alice.", "agent")
+    senders.start(second_to=CONSUMER)
     # Let the first transaction go once the second is blocked on it (or, without a lock, done).
     waited = threading.Event()
-    while threads[1].is_alive() and not _someone_waits_for_a_lock():
+    while senders.second_running and not _someone_waits_for_a_lock():
         waited.wait(0.01)
-    release.set()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
+    second = senders.finish()
 
-    assert isinstance(outcome["second"], SendRefused), outcome["second"]
-    assert outcome["second"].message == DUPLICATE_MESSAGE_ERROR
+    assert isinstance(second, SendRefused), second
+    assert second.message == DUPLICATE_MESSAGE_ERROR
     assert OutboundMessage.objects.count() == 1
     assert len(posts(twilio_settings)) == 1
 
@@ -138,40 +161,14 @@ def test_a_send_to_another_consumer_through_the_same_number_does_not_wait_for_an
     transaction is still open, an API text to another consumer through the same number is
     admitted at once (with the number locked, every API request through it waited for the one
     before to commit)."""
-    make_sending_number(SENDER)
-    ChatSettings.load()
-    first_in, release = threading.Event(), threading.Event()
-    outcome: dict = {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                queue_sms(to=CONSUMER, from_number=SENDER, body="Your order has shipped.", kind="api")
-                first_in.set()
-                release.wait(THREAD_TIMEOUT)
-        finally:
-            connections.close_all()
-
-    def other():
-        try:
-            first_in.wait(THREAD_TIMEOUT)
-            outcome["other"] = queue_sms(to="+12125550199", from_number=SENDER, body="Your order has shipped.", kind="api")
-        except BaseException as exc:  # noqa: BLE001
-            outcome["other"] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=other, daemon=True)]
-    for thread in threads:
-        thread.start()
+    senders = OpenSender("Your order has shipped.", "api")
+    senders.start(second_to="+12125550199")
     try:
-        threads[1].join(THREAD_TIMEOUT)
-        finished_while_first_open = not threads[1].is_alive()
+        senders.threads[1].join(THREAD_TIMEOUT)
+        finished_while_first_open = not senders.second_running
     finally:
-        release.set()
-        for thread in threads:
-            thread.join(THREAD_TIMEOUT)
+        second = senders.finish()
 
     assert finished_while_first_open
-    assert isinstance(outcome["other"], OutboundMessage), outcome["other"]
+    assert isinstance(second, OutboundMessage), second
     assert OutboundMessage.objects.count() == 2
