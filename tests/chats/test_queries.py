@@ -7,12 +7,16 @@ then texts in the queued chat — are then handled by `intake.process_batch()`, 
 handed to the task queue as in production (the test settings otherwise send them inline, and the
 send task is not the text's cost). The queue here is an in-memory one, so the figures do not
 depend on the broker: django-q2's ORM broker adds one INSERT per trip, Redis none."""
+import datetime as dt
+import zoneinfo
+
 import pytest
 
 from chats import intake, services
 from chats.models import Chat, ChatStatus, Message
 from sms.models import InboundMessage, InboundState, MessageStatus, OutboundMessage
 from sms.send_queue import SEND_MANY, SEND_ONE
+from tests.api_client import make_api
 from tests.chats.conftest import CONSUMER, GREETING, MENU, PORTAL
 from tests.factories import make_transcript
 from tests.webhooks import post_inbound
@@ -251,12 +255,12 @@ def test_a_settings_change_applies_to_the_next_text(phone, chat_settings, make_p
 # The Outbound SMS API (SPEC A1), one request that opens a chat: the credential, the settings,
 # the number with its queues (one query), the consumer's active chat locked, do-not-contact, the
 # chat (a savepoint for the one-active-chat constraint around its INSERT, deadline included), its
-# participant and created event, the event webhooks' subscribers, the text (the number locked for
-# the duplicate limiter, the duplicate check, the contact's zone and the quiet-hours rules, the
-# message and its first status event, the transcript entry), the CRM record (lookup, contact,
-# record, opening entry, the chat's link), then the chat object read for the answer with its
-# relations (5). In a test the request's transaction is a savepoint (2 more). Was 34 (36 for an
-# outbound-only number).
+# participant and created event, the event webhooks' subscribers, the text (on PostgreSQL the
+# duplicate limiter's lock on the pair of numbers, one more; the duplicate check, the contact's
+# zone and the quiet-hours rules, the message and its first status event, the transcript entry),
+# the CRM record (lookup, contact, record, opening entry, the chat's link), then the chat object
+# read for the answer with its relations (5). In a test the request's transaction is a savepoint
+# (2 more). Was 34 (36 for an outbound-only number).
 API_SMS_MAX = 30
 
 
@@ -265,11 +269,6 @@ def test_an_outbound_sms_api_request_costs_a_bounded_number_of_queries(
     client, support, task_queue, earlier, time_machine, django_assert_max_num_queries,
     django_capture_on_commit_callbacks,
 ):
-    import datetime as dt
-    import zoneinfo
-
-    from tests.api_client import make_api
-
     time_machine.move_to(dt.datetime(2030, 3, 5, 10, 0, tzinfo=zoneinfo.ZoneInfo("America/New_York")), tick=False)
     api = make_api(client, django_capture_on_commit_callbacks)
     request = {"chat_type": "sms", "chat_subtype": "api_initiated", "end_user_number": CONSUMER,
