@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chats import api_sms, assignment, queue_position, services, surveys, transcript
+from chats import api_sms, assignment, inbound_facts, queue_position, services, surveys, transcript
 from chats.calls import sms_side
 from chats.models import (
     ChatEventKind,
@@ -26,14 +25,13 @@ from chats.models import (
     ParticipantType,
 )
 from chats.deadlines import recompute_deadline
-from portal.keywords import is_opt_out_phrase, normalise_word
+from portal.keywords import is_opt_out_phrase
 from portal.languages import language_name
 from portal.models import ChatSettings
 from portal.singletons import cached
-from queues.models import MenuCommand, Queue, queue_text
-from sms.commands import Command, recognise_command
+from queues.models import Queue, queue_text
+from sms.commands import Command
 from sms.models import (
-    DoNotContact,
     InboundMessage,
     NumberDirection,
     NumberRole,
@@ -45,57 +43,7 @@ from sms.pipeline import add_do_not_contact, queue_sms, remove_do_not_contact
 
 log = logging.getLogger(__name__)
 
-MENU_WORD_MAX = MenuCommand._meta.get_field("word").max_length
-
-
-class BatchFacts:
-    """What the texts of one batch look up, read once for the batch (DESIGN rule 11): the portal
-    numbers texted, the active chats of the batch's consumers on them (locked FOR UPDATE, in id
-    order), their opt-outs, and the configured command words. A pair's facts serve its first text
-    of the batch only: that text may open a chat or opt out, so the pair's later texts look
-    again (`take` answers None)."""
-
-    def __init__(self, texts: list[InboundMessage]):
-        consumers = {text.from_number for text in texts}
-        numbers = {text.to_number for text in texts}
-        self.numbers = {number.number: number for number in PhoneNumber.objects.filter(number__in=numbers)}
-        self.chats = {
-            (chat.consumer_number, chat.portal_number.number): chat
-            for chat in Chat.objects.select_for_update(of=("self",))
-            .select_related("portal_number", "queue")
-            .filter(consumer_number__in=consumers, portal_number__number__in=numbers, status__in=ACTIVE_STATUSES)
-            .order_by("pk")
-        }
-        self.opted_out = set(
-            DoNotContact.objects.filter(consumer_number__in=consumers, portal_number__in=numbers).values_list(
-                "consumer_number", "portal_number"
-            )
-        )
-        for text in texts:  # the replies' do-not-contact check (sms.pipeline) asks no more
-            opted_out = (text.from_number, text.to_number) in self.opted_out
-            cached(("do_not_contact", text.from_number, text.to_number), lambda opted_out=opted_out: opted_out)
-        self.menu_words = {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")}
-        # Pairs with no active chat whose CSAT survey awaits a reply (chats.surveys).
-        self.surveys_open = surveys.open_surveys(
-            {(text.from_number, text.to_number) for text in texts} - set(self.chats)
-        )
-        # Pairs that had a chat before: the others are a first contact (the opt-in message).
-        self.known_pairs = set(
-            Chat.objects.filter(consumer_number__in=consumers, portal_number__number__in=numbers)
-            .values_list("consumer_number", "portal_number__number")
-            .distinct()
-        )
-        self._taken: set[tuple[str, str]] = set()
-
-    def take(self, inbound: InboundMessage):
-        pair = (inbound.from_number, inbound.to_number)
-        if pair in self._taken:
-            return None
-        self._taken.add(pair)
-        return self
-
-
-def handle_inbound(inbound: InboundMessage, facts: BatchFacts | None = None) -> str:
+def handle_inbound(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None = None) -> str:
     """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
     batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
     outcome = _handle(inbound, facts.take(inbound) if facts is not None else None)
@@ -113,9 +61,9 @@ def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = 
     )
 
 
-def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
+def _handle(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None) -> str:
     chat_settings = ChatSettings.load()
-    number, chat, opted_out, command = _known(inbound, facts) if facts is not None else _look_up(inbound)
+    number, chat, opted_out, command = inbound_facts.known(inbound, facts) if facts is not None else inbound_facts.look_up(inbound)
     if number is None:
         return "unknown_number"
     consumer = inbound.from_number
@@ -172,62 +120,6 @@ def _handle(inbound: InboundMessage, facts: BatchFacts | None) -> str:
     return _continue_chat(chat, inbound, command, chat_settings)
 
 
-def _known(inbound: InboundMessage, facts: BatchFacts) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:
-    """`_look_up`'s answer from the batch's facts: no query."""
-    chat = facts.chats.get((inbound.from_number, inbound.to_number))
-    number = chat.portal_number if chat is not None else facts.numbers.get(inbound.to_number)
-    if number is None:
-        return None, None, False, None
-    if chat is not None:
-        _reuse_queue_as_menu(chat)
-    word = "" if inbound.media else normalise_word(inbound.body)
-    command = recognise_command(word, menu_words=facts.menu_words) if word else None
-    return number, chat, (inbound.from_number, number.number) in facts.opted_out, command
-
-
-def _look_up(inbound: InboundMessage) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:
-    """The portal number texted, the consumer's active chat on it (locked FOR UPDATE), whether
-    the consumer opted out of that number, and the command the text is. A text in a chat costs
-    one query, a text with no chat two: the opt-out and the configured command words (BACK,
-    EXIT, …) are read in the same query as the chat or the number. The chat comes with its
-    number and queue, not its menu queue (each related row costs as much Python as a small
-    query), which is read when a menu answer needs it, unless it is the queue itself."""
-    consumer = inbound.from_number
-    word = "" if inbound.media else normalise_word(inbound.body)
-    fixed = recognise_command(word) if word else None  # STOP, START, HELP: no need to look
-    # A configured word is one of at most MENU_WORD_MAX characters: a longer text is none.
-    configured = bool(word) and fixed is None and len(word) <= MENU_WORD_MAX
-
-    def facts(number_field: str) -> dict:
-        found = {
-            "consumer_opted_out": Exists(
-                DoNotContact.objects.filter(consumer_number=consumer, portal_number=OuterRef(number_field))
-            )
-        }
-        if configured:
-            found["menu_action"] = Subquery(MenuCommand.objects.matching(word).order_by().values("action")[:1])
-        return found
-
-    chat = (
-        Chat.objects.select_for_update(of=("self",))
-        .select_related("portal_number", "queue")
-        .filter(consumer_number=consumer, portal_number__number=inbound.to_number, status__in=ACTIVE_STATUSES)
-        .annotate(**facts("portal_number__number"))
-        .first()
-    )
-    found = chat if chat is not None else (
-        PhoneNumber.objects.filter(number=inbound.to_number).annotate(**facts("number")).first()
-    )
-    if found is None:
-        return None, None, False, None
-    if chat is not None:
-        _reuse_queue_as_menu(chat)
-    number = chat.portal_number if chat is not None else found
-    action = getattr(found, "menu_action", None)
-    command = fixed or (recognise_command(word, menu_words={word: action}) if action else None)
-    return number, chat, found.consumer_opted_out, command
-
-
 def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: ChatSettings) -> str:
     """A text inside an active chat (the caller holds the chat's row lock)."""
     message = _record_consumer(chat, inbound)
@@ -248,12 +140,6 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
         assignment.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
         return "dismissed_requeued"
     return "message"
-
-
-def _reuse_queue_as_menu(chat: Chat) -> None:
-    """A chat at its queue's own menu (the first level) needs no second read of that queue."""
-    if chat.menu_queue_id is not None and chat.menu_queue_id == chat.queue_id:
-        chat.menu_queue = chat.queue
 
 
 def _assign_again_after_commit(chat: Chat) -> None:
@@ -346,7 +232,7 @@ def _start_conversation(
             .select_related("portal_number", "queue")
             .get(consumer_number=inbound.from_number, portal_number=number, status__in=ACTIVE_STATUSES)
         )
-        _reuse_queue_as_menu(chat)
+        inbound_facts.reuse_queue_as_menu(chat)
         _assign_again_after_commit(chat)
         return _continue_chat(chat, inbound, command, chat_settings)
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)

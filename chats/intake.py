@@ -32,7 +32,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chats import assignment, flow
+from chats import assignment, flow, inbound_facts
 from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -192,7 +192,7 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
         with transaction.atomic(), held_status_events():
             texts = _claim(limit)
             # Below a few texts, each text's own lookup (one or two queries) costs less.
-            facts = flow.BatchFacts(texts) if len(texts) >= BATCH_FACTS_FROM else None
+            facts = inbound_facts.BatchFacts(texts) if len(texts) >= BATCH_FACTS_FROM else None
             failed: set[tuple[str, str]] = set()
             done: dict[str, list[int]] = {}  # outcome: texts
             for text in texts:
@@ -251,7 +251,7 @@ def _claim(limit: int) -> list[InboundMessage]:
     return claimed
 
 
-def _handle(text: InboundMessage, facts: flow.BatchFacts | None) -> str | None:
+def _handle(text: InboundMessage, facts: inbound_facts.BatchFacts | None) -> str | None:
     """Handle one text in its own savepoint (its replies' status events held with it). Returns
     its outcome, or None when it failed (rolled back, retry noted)."""
     try:
