@@ -1,19 +1,21 @@
 """django-q2 work of the transport: sending one message, and the outbound sweeper that releases
 held messages and retries when their time comes (deadlines in columns, DESIGN rule 5).
 
-Sending once: `send_message` claims the message with a conditional UPDATE (status queued, no sid
-yet, due, its lease free or handed to this task, and no earlier message to the same recipient
-from the same number still unsent) that sets `lease_until` = now + SEND_LEASE; one caller wins,
-the others skip. The provider is called outside any transaction, and the result is written
-after. While the call is in flight the process renews the lease (`_LeaseKeeper`), so a live
-worker keeps it however slow the provider is, and a dead one loses it within SEND_LEASE; the
-sweeper then sends the message again. Before that second attempt the provider is asked whether
-it made the message already (`attempt_started_at` says an attempt's outcome is unknown): a worker
-killed after Twilio took the message costs a lookup, not a second text.
+Sending once: a send task claims its messages with one conditional UPDATE (status queued, no
+sid yet, due, its lease free or handed to this task, and no earlier message to the same recipient
+from the same number unsent outside the task) that sets `lease_until` to a token of its own,
+now + SEND_LEASE; of two callers one wins each message, the others skip it. The provider is
+called outside any transaction, and the result is written after. While the task holds its
+messages the process renews their leases (`_LeaseKeeper`), so a live worker keeps them however
+slow the provider is, and a dead one loses them within SEND_LEASE; the sweeper then sends them
+again. Before that second attempt the provider is asked whether it made the message already
+(`attempt_started_at` says an attempt's outcome is unknown): a worker killed after Twilio took the
+message costs a lookup, not a second text. A claimed message that does not go to the provider
+(the sending limit says wait, an earlier one to its recipient did not go) is given back as it was.
 
 In batches: a send task's messages (`send_messages`) are read in one query, their do-not-contact
-entries in one more, and each is claimed and handed to the provider in turn; what the provider
-took is recorded for all of them at the end (`statuses.record_provider_sids`: sids, statuses and
+entries in one more, claimed in two, and handed to the provider in turn; what the provider took
+is recorded for all of them at the end (`statuses.record_provider_sids`: sids, statuses and
 their events in a handful of queries), their leases renewed until then. A worker killed before
 that leaves them leased and unrecorded: the next attempt asks the provider first, as above.
 
@@ -31,7 +33,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -88,18 +90,16 @@ def _sendable(now: dt.datetime, lease: dt.datetime | None) -> Q:
     )
 
 
-def _unsent_to_same(message: OutboundMessage):
-    """The messages to the same recipient from the same number still queued and not taken."""
+def _unsent_to(to_number, from_number):
+    """The messages to this recipient from this number still queued and not taken (the numbers
+    may be `OuterRef`s)."""
     return OutboundMessage.objects.filter(
-        to_number=message.to_number,
-        from_number=message.from_number,
-        status=MessageStatus.QUEUED,
-        provider_sid__isnull=True,
+        to_number=to_number, from_number=from_number, status=MessageStatus.QUEUED, provider_sid__isnull=True
     )
 
 
 def _earlier_unsent(message: OutboundMessage):
-    return _unsent_to_same(message).filter(pk__lt=message.pk)
+    return _unsent_to(message.to_number, message.from_number).filter(pk__lt=message.pk)
 
 
 class _LeaseKeeper:
@@ -115,9 +115,11 @@ class _LeaseKeeper:
         # sending limit's wait) must not turn this thread into a busy loop.
         self._pause = threading.Event()
 
-    def hold(self, message_id: int) -> None:
+    def hold(self, message_ids) -> None:
+        if not message_ids:
+            return
         with self._lock:
-            self._held.add(message_id)
+            self._held.update(message_ids)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sms-lease-keeper", daemon=True)
                 self._thread.start()
@@ -164,78 +166,145 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
 
 
 def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) -> dict[int, str]:
-    """The jobs in their order, each checked, claimed and handed to the provider on its own; the
-    messages the provider took are recorded together when all were tried (their leases renewed
-    until then), a handful of queries for the batch. With `isolate`, a job that raises is logged
-    and the others go on (its lease runs out and the sweeper tries it again)."""
+    """The jobs' messages that may go are claimed together (`_claim`), then each, in the order it
+    was queued, takes its share of the sending limit and is handed to the provider on its own;
+    what the provider took is recorded together when all were tried (their leases renewed until
+    then): a handful of queries for the batch. A message whose earlier sibling in the batch did
+    not go (held elsewhere, limited, refused) gives its claim back and waits for it. With
+    `isolate`, a job that raises is logged and the others go on (the sweeper tries it again)."""
     now = timezone.now()
     outcomes = {pk: "skipped" for pk, _ in jobs}  # sent, final, not due yet, or someone else holds it
+    leases = dict(jobs)
     messages = _sendable_messages(jobs, now)
     read_do_not_contact([(m.to_number, m.from_number) for m in messages.values() if not m.bypass_do_not_contact])
+    for pk, message in list(messages.items()):
+        closed = _close_if_unsendable(message, leases[pk], now)
+        if closed:
+            outcomes[pk] = closed
+            del messages[pk]
+    due = sorted(messages.values(), key=lambda m: m.pk)  # per recipient, the order they were queued
+    claimed = _claim(due, leases)
     taken: list[tuple[OutboundMessage, str, tuple[str, ...]]] = []
+    held_back: set[tuple[str, str]] = set()  # recipients (and numbers) whose earlier message did not go
     try:
-        for pk, lease in jobs:
-            if pk not in messages:
-                continue
+        for message in due:
+            pair = (message.to_number, message.from_number)
             try:
-                outcomes[pk] = _send_one(messages[pk], lease, now, taken)
+                if message.pk not in claimed:
+                    outcomes[message.pk] = _wait_for_earlier(message, leases[message.pk])
+                elif pair in held_back:
+                    outcomes[message.pk] = _wait_after_giving_back(message)
+                else:
+                    outcomes[message.pk] = _send_claimed(message, taken)
             except Exception:
                 if not isolate:
                     raise
-                log.exception("sms send raised: id=%s; the sweeper tries it again", pk)
-                outcomes[pk] = "error"
+                log.exception("sms send raised: id=%s; the sweeper tries it again", message.pk)
+                outcomes[message.pk] = "error"
+            if outcomes[message.pk] not in ("sent", "found"):
+                held_back.add(pair)
     finally:
+        _lease_keeper.let_go(claimed.difference(m.pk for m, _, _ in taken))
         _record_taken(taken)
     return outcomes
 
 
 def _sendable_messages(jobs: list[tuple[int, dt.datetime | None]], now: dt.datetime) -> dict[int, OutboundMessage]:
     """The jobs' messages that may be sent now with their leases, read in one query."""
-    by_lease: dict[dt.datetime | None, list[int]] = {}
-    for pk, lease in jobs:  # a batch's replies mostly share one lease token
-        by_lease.setdefault(lease, []).append(pk)
-    which = Q(pk__in=[])
-    for lease, pks in by_lease.items():
-        which |= Q(pk__in=pks) & _sendable(now, lease)
-    return {m.pk: m for m in OutboundMessage.objects.select_related("portal_number").filter(which)}
+    return {m.pk: m for m in OutboundMessage.objects.select_related("portal_number").filter(_with_leases(jobs, now))}
 
 
-def _send_one(message: OutboundMessage, lease: dt.datetime | None, now: dt.datetime, taken: list) -> str:
+def _with_leases(jobs, now: dt.datetime) -> Q:
+    """The jobs' messages that are due and free, or leased with one of the jobs' tokens. (A
+    message leased with another job's token than its own is one the task queue handed to this
+    task too: it may be claimed here as well as there; the claim, which replaces the token with
+    one of its own, still lets exactly one of the two send it.)"""
+    tokens = {lease for _, lease in jobs if lease is not None}
+    free_or_ours = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+    if tokens:
+        free_or_ours |= Q(lease_until__in=tokens)
+    return (
+        Q(pk__in=[pk for pk, _ in jobs], status=MessageStatus.QUEUED, provider_sid__isnull=True)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & free_or_ours
+    )
+
+
+def _close_if_unsendable(message: OutboundMessage, lease: dt.datetime | None, now: dt.datetime) -> str | None:
+    """Expire or suppress a message that must not go out; None when it may."""
     if message.expires_at and message.expires_at <= now:
         return _close_unsent(message.pk, lease, MessageStatus.EXPIRED, "Not sent before it expired.")
     if not message.bypass_do_not_contact and is_do_not_contact(message.to_number, message.from_number):
         return _close_unsent(message.pk, lease, MessageStatus.SUPPRESSED, "Recipient is on the do-not-contact list.")
-    # The sending limit is taken before the claim and outside any transaction: a short wait may
-    # be slept here. (A caller that then loses the claim to another has used one share.)
-    wait = _sending_limit_wait(message)
-    if wait:
-        OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk).update(
-            next_attempt_at=timezone.now() + dt.timedelta(seconds=wait), lease_until=None
-        )
-        return "rate limited"
-    # Earlier messages to the same recipient that this batch already handed over are taken,
-    # though not recorded yet: they do not hold this one back.
-    mine = [m.pk for m, _, _ in taken if (m.to_number, m.from_number) == (message.to_number, message.from_number)]
-    if not _claim(message, lease, mine):
-        return _wait_for_earlier(message, lease)
-    return _hand_over(message, taken)
+    return None
 
 
-def _claim(message: OutboundMessage, lease: dt.datetime | None, mine: list[int] = ()) -> bool:
-    """One conditional UPDATE, so of two callers exactly one goes on (and none while an earlier
-    message to the same recipient is unsent, other than `mine`). The attempt's start is kept
-    from an earlier attempt whose outcome is still unknown."""
+def _claim(due: list[OutboundMessage], leases: dict[int, dt.datetime | None]) -> set[int]:
+    """One conditional UPDATE for the batch, so of two callers exactly one goes on with each
+    message, and none while an earlier message to the same recipient outside this batch is unsent
+    (the batch's own earlier ones go first, or the later ones give their claim back). A new lease
+    token marks what this call took, read back when it took some but not all; the lease keeper
+    renews them from now on. The attempt's start is kept from an earlier attempt whose outcome is
+    still unknown."""
+    if not due:
+        return set()
     now = timezone.now()
-    return bool(
-        OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk)
-        .exclude(Exists(_earlier_unsent(message).exclude(pk__in=list(mine))))
+    token = now + SEND_LEASE
+    pks = [m.pk for m in due]
+    earlier_elsewhere = (
+        _unsent_to(OuterRef("to_number"), OuterRef("from_number")).filter(pk__lt=OuterRef("pk")).exclude(pk__in=pks)
+    )
+    count = (
+        OutboundMessage.objects.filter(_with_leases([(pk, leases[pk]) for pk in pks], now))
+        .exclude(Exists(earlier_elsewhere))
         .update(
-            lease_until=now + SEND_LEASE,
+            lease_until=token,
             attempts=F("attempts") + 1,
             attempt_started_at=Coalesce(F("attempt_started_at"), now),
             updated_at=now,
         )
     )
+    if count == len(pks) or not count:
+        claimed = set(pks) if count else set()
+    else:
+        claimed = set(OutboundMessage.objects.filter(pk__in=pks, lease_until=token).values_list("pk", flat=True))
+    _lease_keeper.hold(claimed)
+    return claimed
+
+
+def _send_claimed(message: OutboundMessage, taken: list) -> str:
+    """A claimed message takes its share of the sending limit, then goes to the provider. The
+    limit is taken outside any transaction: a short wait may be slept here. When it says wait
+    longer, or fails (Redis gone), the claim is given back untouched for the sweeper."""
+    try:
+        wait = _sending_limit_wait(message)
+    except Exception:
+        _give_back(message, message.next_attempt_at or timezone.now())
+        raise
+    if wait:
+        _give_back(message, timezone.now() + dt.timedelta(seconds=wait))
+        return "rate limited"
+    return _hand_over(message, taken)
+
+
+def _give_back(message: OutboundMessage, next_attempt_at: dt.datetime | None) -> None:
+    """Undo this task's claim of a message it did not hand to the provider: no lease, the attempt
+    not counted, its start as it was, tried again at `next_attempt_at`."""
+    _lease_keeper.let_go([message.pk])
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        lease_until=None,
+        next_attempt_at=next_attempt_at,
+        attempts=message.attempts,
+        attempt_started_at=message.attempt_started_at,
+        updated_at=timezone.now(),
+    )
+
+
+def _wait_after_giving_back(message: OutboundMessage) -> str:
+    """An earlier message of this batch to the same recipient did not go: this one gives its claim
+    back and waits for that one's end to release it."""
+    _give_back(message, timezone.now() + WAIT_FOR_EARLIER)
+    return _look_once_more(message)
 
 
 def _hand_over(message: OutboundMessage, taken: list) -> str:
@@ -252,7 +321,6 @@ def _hand_over(message: OutboundMessage, taken: list) -> str:
         messaging_service_sid=(message.portal_number.messaging_service_sid if message.portal_number else ""),
         status_callback=status_callback_url(),
     )
-    _lease_keeper.hold(message.pk)
     try:
         found = provider.find_sent(outgoing, message.attempt_started_at) if message.attempt_started_at else None
         result = None
@@ -307,11 +375,20 @@ def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> st
     )
     if not waits:
         return "skipped"
-    # The earlier one may have ended between the claim and the wait, and found this one still
-    # held: then nobody would release it before the sweeper. Look once more.
-    if not _earlier_unsent(message).exists():
-        return send_message(message.pk, None)
-    return "waiting"
+    return _look_once_more(message)
+
+
+def _look_once_more(message: OutboundMessage) -> str:
+    """The earlier message may have ended between the claim and the wait, and found this one
+    still held: then nobody would release it before the sweeper. So look once more, and send it
+    now when nothing earlier is left (unless its release got there first)."""
+    if _earlier_unsent(message).exists():
+        return "waiting"
+    now = timezone.now()
+    OutboundMessage.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now), pk=message.pk, next_attempt_at__gt=now
+    ).update(next_attempt_at=now)
+    return send_message(message.pk, None)
 
 
 def _release_next(ended: list[OutboundMessage]) -> None:

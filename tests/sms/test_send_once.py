@@ -17,6 +17,7 @@ import datetime as dt
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
@@ -25,7 +26,7 @@ from django_q.models import Success
 from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
 from sms.pipeline import queue_sms
 from sms.send_queue import ENQUEUE_GRACE
-from sms.tasks import SEND_LEASE, send_message, sweep_outbound
+from sms.tasks import SEND_LEASE, send_message, send_messages, sweep_outbound
 from tests.factories import make_sending_number
 from tests.fakes.twilio_server import FakeTwilio
 from tests.webhooks import new_sid, post_status
@@ -403,6 +404,69 @@ def test_a_reply_waiting_for_one_that_failed_for_good_goes_out(
     assert second.provider_sid and [p.param("Body") for p in posts(twilio_settings)] == ["One.", "Two."]
 
 
+def sent_to(fake, number):
+    return [m["Body"] for m in fake.sent_messages if m["To"] == number]
+
+
+def untouched(message) -> tuple:
+    """What a claim changes and giving it back restores: no attempt, no start, no lease, no sid."""
+    message.refresh_from_db()
+    return message.attempts, message.attempt_started_at, message.lease_until, message.provider_sid
+
+
+@pytest.mark.django_db
+def test_in_one_send_task_a_reply_twilio_refused_holds_back_only_its_consumers_next(
+    twilio_settings, sender, clock, sweep, django_capture_on_commit_callbacks
+):
+    """A send task claims its messages together. The consumer's first reply is refused (a 500,
+    tried again later): their second gives its claim back as it was and waits; another
+    consumer's reply in the same task goes. The two go in order once the first is retried."""
+    first = queue(body="One.")
+    second = queue(body="Two.")
+    other = queue(body="For someone else.", to="+12125550188")
+    twilio_settings.queue_failure(500)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcomes = send_messages([(m.pk, m.lease_until) for m in (first, second, other)])
+
+    assert outcomes == {"retry": 1, "waiting": 1, "sent": 1}
+    assert untouched(second) == (0, None, None, None)
+    assert sent_to(twilio_settings, "+12125550188") == ["For someone else."]
+
+    clock.shift(dt.timedelta(hours=1))
+    sweep()  # the first's retry; its end releases the second
+
+    assert sent_to(twilio_settings, CONSUMER) == ["One.", "Two."]
+    second.refresh_from_db()
+    assert second.provider_sid and second.attempts == 1
+
+
+@pytest.mark.django_db
+def test_in_one_send_task_a_reply_over_the_sending_limit_is_given_back_and_its_consumers_next_waits(
+    twilio_settings, clock, sweep, django_capture_on_commit_callbacks
+):
+    make_sending_number(SENDER, messages_per_day=1)
+    today = queue(body="Today's one.", to="+12125550188")
+    first = queue(body="One.")
+    second = queue(body="Two.")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcomes = send_messages([(m.pk, m.lease_until) for m in (today, first, second)])
+
+    assert outcomes == {"sent": 1, "rate limited": 1, "waiting": 1}
+    assert untouched(first) == untouched(second) == (0, None, None, None)
+    assert first.next_attempt_at == dt.datetime(2025, 6, 11, tzinfo=UTC)
+
+    for day in (11, 12):  # one a day: the first, then the second
+        clock.move_to(dt.datetime(2025, 6, day, 0, 0, 1, tzinfo=UTC), tick=False)
+        sweep()
+
+    assert [m["Body"] for m in twilio_settings.sent_messages] == ["Today's one.", "One.", "Two."]
+    for message in (first, second):
+        message.refresh_from_db()
+        assert message.provider_sid and message.attempts == 1
+
+
 # --- status callbacks that overtake the send ---------------------------------------------------
 
 
@@ -489,3 +553,25 @@ def test_a_send_costs_few_queries_and_keeps_no_task_result(
         assert message.status == MessageStatus.DELIVERED
         assert history(message) == ["queued", "sent", "delivered"]
     assert not Success.objects.exists()  # a successful send leaves no task result row
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 20])
+def test_a_send_task_claims_its_messages_in_one_statement_whatever_their_number(
+    count, twilio_settings, sender, clock, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    """Replies to 20 consumers in one task cost what one costs, but for each one's share of the
+    sending limit (a statement on the database's limiter, none with Redis)."""
+    queue(kind="system", body="warm-up", to="+12125550199")  # the settings singletons exist
+    messages = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(count)]
+    # The messages, their do-not-contact entries, the claim, their sids, early callbacks for
+    # those sids, the next messages to their recipients.
+    fixed = 6
+    per_message = 0 if settings.REDIS_URL else 1
+
+    with django_assert_max_num_queries(fixed + per_message * count):
+        with django_capture_on_commit_callbacks(execute=True):
+            outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
+
+    assert outcomes == {"sent": count}
+    assert len(posts(twilio_settings)) == count
