@@ -366,9 +366,12 @@ def _record_taken(taken: list[tuple[OutboundMessage, str, tuple[str, ...]]]) -> 
 
 def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> str:
     """The claim failed. When an earlier message to the same recipient is still unsent, this one
-    waits for it (its end releases this one); else someone else holds or sent it."""
+    waits for it (its end releases this one). When none is left — it may have gone since the
+    claim, its end finding this one still leased to this task and releasing nothing — the claim
+    is tried again; it fails again only when someone else holds or sent this one (an earlier
+    message never appears after a later one, so this happens once at most)."""
     if not _earlier_unsent(message).exists():
-        return "skipped"
+        return send_message(message.pk, lease)
     now = timezone.now()
     waits = OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk).update(
         next_attempt_at=now + WAIT_FOR_EARLIER, lease_until=None, updated_at=now

@@ -415,6 +415,34 @@ def untouched(message) -> tuple:
 
 
 @pytest.mark.django_db
+def test_a_reply_whose_earlier_one_went_right_after_its_claim_failed_goes_at_once(
+    twilio_settings, sender, clock, django_capture_on_commit_callbacks
+):
+    """Seen in bench/inbound.py on SQLite: one reply in a thousand waited 25 s for the sweeper.
+    Its claim failed because the consumer's earlier reply was still with another worker; that
+    worker recorded it just then and released nothing (this one was still leased to its task),
+    and this task, finding nothing earlier left, took the message for someone else's."""
+    first = queue(body="One.")
+    second = queue(body="Two.")
+    stepped_in = []
+
+    def other_worker_right_after_the_claim(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not stepped_in and sql.startswith('UPDATE "sms_outboundmessage" SET "lease_until"'):
+            stepped_in.append("stepping in")
+            stepped_in[0] = send_message(first.pk, first.lease_until)
+        return result
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with connections["default"].execute_wrapper(other_worker_right_after_the_claim):
+            outcome = send_message(second.pk, second.lease_until)
+
+    assert stepped_in == ["sent"]
+    assert outcome == "sent"
+    assert sent_to(twilio_settings, CONSUMER) == ["One.", "Two."]
+
+
+@pytest.mark.django_db
 def test_in_one_send_task_a_reply_twilio_refused_holds_back_only_its_consumers_next(
     twilio_settings, sender, clock, sweep, django_capture_on_commit_callbacks
 ):
