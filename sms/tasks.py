@@ -178,7 +178,7 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
     messages = _sendable_messages(jobs, now)
     read_do_not_contact([(m.to_number, m.from_number) for m in messages.values() if not m.bypass_do_not_contact])
     for pk, message in list(messages.items()):
-        closed = _close_if_unsendable(message, leases[pk], now)
+        closed = _isolated(isolate, pk, lambda: _close_if_unsendable(message, leases[pk], now))
         if closed:
             outcomes[pk] = closed
             del messages[pk]
@@ -188,25 +188,36 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
     held_back: set[tuple[str, str]] = set()  # recipients (and numbers) whose earlier message did not go
     try:
         for message in due:
-            pair = (message.to_number, message.from_number)
-            try:
-                if message.pk not in claimed:
-                    outcomes[message.pk] = _wait_for_earlier(message, leases[message.pk])
-                elif pair in held_back:
-                    outcomes[message.pk] = _wait_after_giving_back(message)
-                else:
-                    outcomes[message.pk] = _send_claimed(message, taken)
-            except Exception:
-                if not isolate:
-                    raise
-                log.exception("sms send raised: id=%s; the sweeper tries it again", message.pk)
-                outcomes[message.pk] = "error"
+            outcomes[message.pk] = _isolated(
+                isolate, message.pk, lambda: _go_or_wait(message, leases[message.pk], claimed, held_back, taken)
+            )
             if outcomes[message.pk] not in ("sent", "found"):
-                held_back.add(pair)
+                held_back.add((message.to_number, message.from_number))
     finally:
         _lease_keeper.let_go(claimed.difference(m.pk for m, _, _ in taken))
         _record_taken(taken)
     return outcomes
+
+
+def _go_or_wait(message: OutboundMessage, lease, claimed: set[int], held_back: set[tuple[str, str]], taken: list) -> str:
+    """One message of the task after the claim: sent, or waiting for an earlier one."""
+    if message.pk not in claimed:
+        return _wait_for_earlier(message, lease)
+    if (message.to_number, message.from_number) in held_back:
+        return _wait_after_giving_back(message)
+    return _send_claimed(message, taken)
+
+
+def _isolated(isolate: bool, pk: int, step):
+    """`step()`'s outcome. With `isolate`, a step that raises is logged and ends as "error": the
+    task's other messages go on, and the sweeper tries this one again."""
+    try:
+        return step()
+    except Exception:
+        if not isolate:
+            raise
+        log.exception("sms send raised: id=%s; the sweeper tries it again", pk)
+        return "error"
 
 
 def _sendable_messages(jobs: list[tuple[int, dt.datetime | None]], now: dt.datetime) -> dict[int, OutboundMessage]:
