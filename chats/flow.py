@@ -238,14 +238,13 @@ def _start_conversation(
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
     ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk})
     _record_consumer(chat, inbound, save_chat=False)  # its time and deadline went in with the row
-    if not known_before:
-        transcript.send_text(chat=chat, body=chat_settings.opt_in_message)
-    transcript.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
+    greeting = queue_text(queue, "greeting", chat.language, chat_settings.default_language)
+    first = [greeting] if known_before else [chat_settings.opt_in_message, greeting]
     if not chat.language_chosen:
-        transcript.send_text(chat=chat, body=_language_menu(languages))
+        transcript.send_texts([(chat, body) for body in [*first, _language_menu(languages)]])
         chat.menu_path = []
         return "language_menu"
-    return _enter_queue(chat, queue, chat_settings)
+    return _enter_queue(chat, queue, chat_settings, texts_before=first)
 
 
 DO_NOT_REPLY_QUIET_HOURS = 24
@@ -266,19 +265,23 @@ def _api_chat_reply(chat: Chat, chat_settings: ChatSettings) -> str:
     queue = chat.queue
     if queue is None:
         return "message"  # its queue was deleted since: the text stays in the transcript
-    transcript.send_text(chat=chat, body=queue_text(queue, "greeting", chat.language, chat_settings.default_language))
-    return _enter_queue(chat, queue, chat_settings)
+    greeting = queue_text(queue, "greeting", chat.language, chat_settings.default_language)
+    return _enter_queue(chat, queue, chat_settings, texts_before=[greeting])
 
 
 def _language_menu(languages: list[str]) -> str:
     return "Reply " + ", ".join(f"{i} for {language_name(code)}" for i, code in enumerate(languages, 1)) + "."
 
 
-def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = ()) -> str:
+def _enter_queue(
+    chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (), texts_before: list[str] = ()
+) -> str:
     """A leaf queues the chat; a menu sends its options and waits for a choice. `unsaved`: chat
-    fields the caller changed, saved with this step's own change."""
+    fields the caller changed, saved with this step's own change. `texts_before`: texts that go
+    out first (the opt-in message, the greeting), sent together with the menu."""
     options = _menu_options(queue)
     if not options:
+        transcript.send_texts([(chat, body) for body in texts_before])
         assignment.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
         return "queued"
     fields = list(unsaved)
@@ -287,7 +290,7 @@ def _enter_queue(chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved:
         fields.append("menu_queue")
     if fields:
         chat.save(update_fields=fields)
-    transcript.send_text(chat=chat, body=_menu_text(chat, queue, options, chat_settings))
+    transcript.send_texts([(chat, body) for body in [*texts_before, _menu_text(chat, queue, options, chat_settings)]])
     return "menu"
 
 
@@ -314,8 +317,8 @@ def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) ->
     options = _menu_options(menu)
     choice = _pick(options, body)
     if choice is None:
-        transcript.send_text(chat=chat, body=queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language))
-        transcript.send_text(chat=chat, body=_menu_text(chat, menu, options, chat_settings))
+        invalid = queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language)
+        transcript.send_texts([(chat, invalid), (chat, _menu_text(chat, menu, options, chat_settings))])
         return "invalid_choice"
     chat.menu_path = [*chat.menu_path, choice.pk]
     return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path",))

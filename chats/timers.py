@@ -9,16 +9,14 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from chats import assignment, events, services
+from chats import assignment, services, transcript
 from chats.deadlines import DeadlineFacts, DeadlineKind, recompute_deadline
 from chats.models import (
     ParticipantStatus,
     ACTIVE_STATUSES,
-    Author,
     Chat,
     ChatStatus,
     DisconnectedBy,
-    Message,
 )
 from chats.states import transition
 from portal.models import ChatSettings
@@ -26,7 +24,6 @@ from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from queues.models import Queue, queue_text
 from sms.models import PhoneNumber
-from sms.pipeline import queue_sms_many
 
 log = logging.getLogger(__name__)
 
@@ -187,24 +184,4 @@ def _send_expired_texts(chats: list[Chat]) -> None:
             texts[key] = queue_text(chat.queue, "expired", chat.language, default_language)
         if texts[key].strip():
             to_send.append((chat, texts[key]))
-    outbound = queue_sms_many(
-        [
-            {
-                "to": chat.consumer_number,
-                "from_number": chat.portal_number.number,
-                "portal_number": chat.portal_number,
-                "body": body,
-                "kind": "system",
-                "notify_group": events.chat_group(chat.pk),
-            }
-            for chat, body in to_send
-        ]
-    )
-    messages = Message.objects.bulk_create(
-        [
-            Message(chat=chat, author=Author.SYSTEM, body=body, outbound=sent)
-            for (chat, body), sent in zip(to_send, outbound)
-        ]
-    )
-    for message in messages:
-        events.message_created(message)
+    transcript.send_texts(to_send)

@@ -13,7 +13,7 @@ from chats.models import (
 )
 from portal.models import AgentProfile, ChatSettings
 from queues.models import queue_text
-from sms.pipeline import SendRefused, queue_sms
+from sms.pipeline import SendRefused, queue_sms, queue_sms_many
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,34 @@ def send_text(
         ignore_do_not_contact=ignore_do_not_contact,
     )
     return add_message(chat=chat, author=author, body=body, agent=agent, outbound=outbound)
+
+
+def send_texts(texts: list[tuple[Chat, str]], *, kind: str = "system") -> list[Message]:
+    """System texts, to several chats or several to one, in this order: through the outbound
+    pipeline together (`queue_sms_many`: the same checks as `send_text`'s) and into the
+    transcripts with one INSERT. An empty body sends nothing."""
+    texts = [(chat, body) for chat, body in texts if body]
+    if not texts:
+        return []
+    outbound = queue_sms_many(
+        [
+            {
+                "to": chat.consumer_number,
+                "from_number": chat.portal_number.number,
+                "portal_number": chat.portal_number,
+                "body": body,
+                "kind": kind,
+                "notify_group": events.chat_group(chat.pk),
+            }
+            for chat, body in texts
+        ]
+    )
+    messages = Message.objects.bulk_create(
+        [Message(chat=chat, author=Author.SYSTEM, body=body, outbound=sent) for (chat, body), sent in zip(texts, outbound)]
+    )
+    for message in messages:
+        events.message_created(message)
+    return messages
 
 
 def send_if_set(chat: Chat, body: str, *, what: str, kind: str = "system") -> bool:

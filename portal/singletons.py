@@ -42,6 +42,12 @@ def cached(key, load):
     return cache[key]
 
 
+def known(key) -> bool:
+    """Whether the running block has read `key` already (outside a block, never)."""
+    cache = _cache.get()
+    return cache is not None and key in cache
+
+
 def forget(key) -> None:
     """Drop `key` from the running block's cache: the next `cached(key, …)` reads again."""
     cache = _cache.get()

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from portal.models import ChatSettings
-from portal.singletons import cached, caching, forget
+from portal.singletons import cached, caching, forget, known
 from sms import consent
 from sms.models import (
     ConsentKind,
@@ -34,7 +34,7 @@ from sms.models import (
 from sms.quiet_hours import quiet_hours_for
 from sms.segments import MAX_BODY_CHARS, MAX_MEDIA_ITEMS, count_segments
 from sms.send_queue import ENQUEUE_GRACE, enqueue_send, enqueue_sends
-from sms.statuses import announce_status, record_status, set_status
+from sms.statuses import announce_status, insert_status_events, record_status, set_status
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def read_do_not_contact(pairs) -> None:
     """Read the do-not-contact entries of many (consumer, portal number) pairs in one query into
     the running `cached_singletons()` block, so that `is_do_not_contact` asks nothing more for
     them (a send task's replies). Outside a block it reads nothing."""
-    pairs = set(pairs)
+    pairs = {pair for pair in pairs if not known(("do_not_contact", *pair))}
     if not pairs or not caching():
         return
     listed = set(
@@ -378,10 +378,13 @@ def _numbers_and_opt_outs(requests: list[dict]) -> tuple[dict[str, PhoneNumber],
         numbers.update((number.number, number) for number in PhoneNumber.objects.filter(number__in=unknown))
     if not requests:
         return numbers, set()
+    pairs = {(request["to"], request["from_number"]) for request in requests}
+    if caching():  # what the block read already (a batch of inbound texts has) is not read again
+        read_do_not_contact(pairs)
+        return numbers, {pair for pair in pairs if is_do_not_contact(*pair)}
     blocked = set(
         DoNotContact.objects.filter(
-            consumer_number__in={request["to"] for request in requests},
-            portal_number__in={request["from_number"] for request in requests},
+            consumer_number__in={to for to, _ in pairs}, portal_number__in={from_ for _, from_ in pairs}
         ).values_list("consumer_number", "portal_number")
     )
     return numbers, blocked
@@ -393,7 +396,7 @@ def _save_admitted(messages: list[OutboundMessage], details: list[str]) -> None:
     if not messages:
         return
     OutboundMessage.objects.bulk_create(messages)
-    MessageStatusEvent.objects.bulk_create(
+    insert_status_events(
         [
             MessageStatusEvent(message=message, status=message.status, detail=detail[:500], source="portal")
             for message, detail in zip(messages, details)

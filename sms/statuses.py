@@ -92,12 +92,19 @@ def record_status(message: OutboundMessage, status: str, *, error_code: str = ""
     event = MessageStatusEvent(
         message=message, status=status, error_code=str(error_code or "")[:20], detail=detail[:500], source=source
     )
-    held = _held_events.get()
-    if held is None:
-        event.save()
-    else:
-        held.append(event)
+    insert_status_events([event])
     announce_status(message, status, error_code=error_code)
+
+
+def insert_status_events(events: list[MessageStatusEvent]) -> None:
+    """Save these status events now, or inside `held_status_events()` with the block's others."""
+    held = _held_events.get()
+    if held is not None:
+        held.extend(events)
+    elif len(events) == 1:
+        events[0].save()
+    elif events:
+        MessageStatusEvent.objects.bulk_create(events)
 
 
 def announce_status(message: OutboundMessage, status: str, *, error_code: str = "") -> None:
