@@ -274,7 +274,8 @@ def _language_menu(languages: list[str]) -> str:
 
 
 def _enter_queue(
-    chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (), texts_before: list[str] = ()
+    chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (),
+    texts_before: list[str] | tuple[str, ...] = (),
 ) -> str:
     """A leaf queues the chat; a menu sends its options and waits for a choice. `unsaved`: chat
     fields the caller changed, saved with this step's own change. `texts_before`: texts that go

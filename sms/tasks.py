@@ -17,7 +17,8 @@ In batches: a send task's messages (`send_messages`) are read in one query, thei
 entries in one more, claimed in two, and handed to the provider in turn; what the provider took
 is recorded for all of them at the end (`statuses.record_provider_sids`: sids, statuses and
 their events in a handful of queries), their leases renewed until then. A worker killed before
-that leaves them leased and unrecorded: the next attempt asks the provider first, as above.
+that leaves them leased and unrecorded, with those it had claimed and not handed over yet: the
+next attempt asks the provider first for each of them, as above (a lookup, not a second text).
 
 In order: replies to one recipient from one number reach the provider in the order they were
 queued. A message whose earlier sibling is still unsent waits (`next_attempt_at` a little ahead,

@@ -429,7 +429,7 @@ def test_a_reply_whose_earlier_one_went_right_after_its_claim_failed_goes_at_onc
     def other_worker_right_after_the_claim(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
         if not stepped_in and sql.startswith('UPDATE "sms_outboundmessage" SET "lease_until"'):
-            stepped_in.append("stepping in")
+            stepped_in.append("stepping in")  # before it sends: its own claim comes through here too
             stepped_in[0] = send_message(first.pk, first.lease_until)
         return result
 
