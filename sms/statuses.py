@@ -82,10 +82,7 @@ def held_status_events():
         yield
     finally:
         _held_events.reset(token)
-    if outer is not None:
-        outer.extend(held)
-    elif held:
-        MessageStatusEvent.objects.bulk_create(held)
+    insert_status_events(held)  # into the outer block's, or saved
 
 
 def record_status(message: OutboundMessage, status: str, *, error_code: str = "", detail: str = "", source: str = "portal"):
