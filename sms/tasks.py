@@ -1,17 +1,15 @@
 """django-q2 work of the transport: sending one message, and the outbound sweeper that releases
 held messages and retries when their time comes (deadlines in columns, DESIGN rule 5).
 
-Sending once: a send task claims its messages with one conditional UPDATE (status queued, no
-sid yet, due, its lease free or handed to this task, and no earlier message to the same recipient
-from the same number unsent outside the task) that sets `lease_until` to a token of its own,
-now + SEND_LEASE; of two callers one wins each message, the others skip it. The provider is
-called outside any transaction, and the result is written after. While the task holds its
-messages the process renews their leases (`_LeaseKeeper`), so a live worker keeps them however
-slow the provider is, and a dead one loses them within SEND_LEASE; the sweeper then sends them
-again. Before that second attempt the provider is asked whether it made the message already
-(`attempt_started_at` says an attempt's outcome is unknown): a worker killed after Twilio took the
-message costs a lookup, not a second text. A claimed message that does not go to the provider
-(the sending limit says wait, an earlier one to its recipient did not go) is given back as it was.
+Sending once: a send task claims its messages (`sms.leases.claim`: one conditional UPDATE; of two
+callers one wins each message, the others skip it). The provider is called outside any
+transaction, and the result is written after. While the task holds its messages the process
+renews their leases (`sms.leases.keeper`), so a live worker keeps them however slow the provider
+is, and a dead one loses them within SEND_LEASE; the sweeper then sends them again. Before that
+second attempt the provider is asked whether it made the message already (`attempt_started_at`
+says an attempt's outcome is unknown): a worker killed after Twilio took the message costs a
+lookup, not a second text. A claimed message that does not go to the provider (the sending limit
+says wait, an earlier one to its recipient did not go) is given back as it was.
 
 In batches: a send task's messages (`send_messages`) are read in one query, their do-not-contact
 entries in one more, claimed in two, and handed to the provider in turn; what the provider took
@@ -28,14 +26,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections import Counter
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal.metrics import PROVIDER_SEND_SECONDS
@@ -43,6 +39,7 @@ from portal.models import ChatSettings
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
 from sms import ratelimit
+from sms.leases import claim, earlier_unsent, give_back, jobs_sendable, keeper, sendable
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact, is_do_not_contact, read_do_not_contact
 from sms.send_queue import ENQUEUE_GRACE, batched_sends, enqueue_sends
@@ -56,11 +53,6 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 200
 SHORT_WAIT_SECONDS = 1.0
 DAY_SECONDS = 86_400
-# A worker holds a message this long past its last renewal while it calls the provider; the
-# lease is renewed every LEASE_RENEW_SECONDS while the call is in flight, so only a dead worker
-# lets it run out (and the sweeper, every few seconds, sends again soon after).
-SEND_LEASE = dt.timedelta(seconds=15)
-LEASE_RENEW_SECONDS = 5.0
 # A message waiting for an earlier one to its recipient is released by that one's end; should
 # that never come (its worker died), the sweeper looks at it again after this.
 WAIT_FOR_EARLIER = dt.timedelta(seconds=10)
@@ -75,78 +67,6 @@ def retry_delay(attempt: int, chat_settings: ChatSettings) -> float:
     """Exponential backoff between the configured minimum and maximum delay."""
     delay = chat_settings.send_retry_min_seconds * (2 ** max(attempt - 1, 0))
     return float(min(delay, chat_settings.send_retry_max_seconds))
-
-
-def _free_or_mine(now: dt.datetime, lease: dt.datetime | None) -> Q:
-    """Nobody holds the message, or the task queue handed it to this task (its lease token)."""
-    free = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
-    return free | Q(lease_until=lease) if lease is not None else free
-
-
-def _sendable(now: dt.datetime, lease: dt.datetime | None) -> Q:
-    return (
-        Q(status=MessageStatus.QUEUED, provider_sid__isnull=True)
-        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        & _free_or_mine(now, lease)
-    )
-
-
-def _unsent_to(to_number, from_number):
-    """The messages to this recipient from this number still queued and not taken (the numbers
-    may be `OuterRef`s)."""
-    return OutboundMessage.objects.filter(
-        to_number=to_number, from_number=from_number, status=MessageStatus.QUEUED, provider_sid__isnull=True
-    )
-
-
-def _earlier_unsent(message: OutboundMessage):
-    return _unsent_to(message.to_number, message.from_number).filter(pk__lt=message.pk)
-
-
-class _LeaseKeeper:
-    """Renews the leases of this process's sends in flight, from one daemon thread, every
-    LEASE_RENEW_SECONDS: a send slower than SEND_LEASE keeps its message, a killed worker's
-    lease runs out soon after."""
-
-    def __init__(self):
-        self._held: set[int] = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        # Its own timer, not `time.sleep`: a test that stands in for this module's `time` (the
-        # sending limit's wait) must not turn this thread into a busy loop.
-        self._pause = threading.Event()
-
-    def hold(self, message_ids) -> None:
-        if not message_ids:
-            return
-        with self._lock:
-            self._held.update(message_ids)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="sms-lease-keeper", daemon=True)
-                self._thread.start()
-
-    def let_go(self, message_ids) -> None:
-        with self._lock:
-            self._held.difference_update(message_ids)
-
-    def _run(self) -> None:
-        while True:
-            self._pause.wait(LEASE_RENEW_SECONDS)  # never set: a sleep
-            with self._lock:
-                held = list(self._held)
-            if not held:
-                continue
-            try:
-                OutboundMessage.objects.filter(
-                    pk__in=held, status=MessageStatus.QUEUED, provider_sid__isnull=True
-                ).update(lease_until=timezone.now() + SEND_LEASE)
-            except Exception:  # noqa: BLE001 — the lease may run out; the claim still sends once
-                log.exception("sms lease renewal failed for ids %s", held)
-            finally:
-                connection.close()
-
-
-_lease_keeper = _LeaseKeeper()
 
 
 def send_messages(jobs: list[tuple[int, dt.datetime | None]]) -> dict:
@@ -167,7 +87,7 @@ def send_message(message_id: int, lease: dt.datetime | None = None) -> str:
 
 
 def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) -> dict[int, str]:
-    """The jobs' messages that may go are claimed together (`_claim`), then each, in the order it
+    """The jobs' messages that may go are claimed together (`sms.leases.claim`), then each, in the order it
     was queued, takes its share of the sending limit and is handed to the provider on its own;
     what the provider took is recorded together when all were tried (their leases renewed until
     then): a handful of queries for the batch. A message whose earlier sibling in the batch did
@@ -184,7 +104,7 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
             outcomes[pk] = closed
             del messages[pk]
     due = sorted(messages.values(), key=lambda m: m.pk)  # per recipient, the order they were queued
-    claimed = _claim(due, leases)
+    claimed = claim(due, leases)
     taken: list[tuple[OutboundMessage, str, tuple[str, ...]]] = []
     held_back: set[tuple[str, str]] = set()  # recipients (and numbers) whose earlier message did not go
     try:
@@ -195,12 +115,14 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
             if outcomes[message.pk] not in ("sent", "found"):
                 held_back.add((message.to_number, message.from_number))
     finally:
-        _lease_keeper.let_go(claimed.difference(m.pk for m, _, _ in taken))
+        keeper.let_go(claimed.difference(m.pk for m, _, _ in taken))
         _record_taken(taken)
     return outcomes
 
 
-def _go_or_wait(message: OutboundMessage, lease, claimed: set[int], held_back: set[tuple[str, str]], taken: list) -> str:
+def _go_or_wait(
+    message: OutboundMessage, lease, claimed: set[int], held_back: set[tuple[str, str]], taken: list
+) -> str:
     """One message of the task after the claim: sent, or waiting for an earlier one."""
     if message.pk not in claimed:
         return _wait_for_earlier(message, lease)
@@ -223,23 +145,8 @@ def _isolated(isolate: bool, pk: int, step):
 
 def _sendable_messages(jobs: list[tuple[int, dt.datetime | None]], now: dt.datetime) -> dict[int, OutboundMessage]:
     """The jobs' messages that may be sent now with their leases, read in one query."""
-    return {m.pk: m for m in OutboundMessage.objects.select_related("portal_number").filter(_with_leases(jobs, now))}
-
-
-def _with_leases(jobs, now: dt.datetime) -> Q:
-    """The jobs' messages that are due and free, or leased with one of the jobs' tokens. (A
-    message leased with another job's token than its own is one the task queue handed to this
-    task too: it may be claimed here as well as there; the claim, which replaces the token with
-    one of its own, still lets exactly one of the two send it.)"""
-    tokens = {lease for _, lease in jobs if lease is not None}
-    free_or_ours = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
-    if tokens:
-        free_or_ours |= Q(lease_until__in=tokens)
-    return (
-        Q(pk__in=[pk for pk, _ in jobs], status=MessageStatus.QUEUED, provider_sid__isnull=True)
-        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        & free_or_ours
-    )
+    messages = OutboundMessage.objects.select_related("portal_number").filter(jobs_sendable(jobs, now))
+    return {m.pk: m for m in messages}
 
 
 def _close_if_unsendable(message: OutboundMessage, lease: dt.datetime | None, now: dt.datetime) -> str | None:
@@ -251,39 +158,6 @@ def _close_if_unsendable(message: OutboundMessage, lease: dt.datetime | None, no
     return None
 
 
-def _claim(due: list[OutboundMessage], leases: dict[int, dt.datetime | None]) -> set[int]:
-    """One conditional UPDATE for the batch, so of two callers exactly one goes on with each
-    message, and none while an earlier message to the same recipient outside this batch is unsent
-    (the batch's own earlier ones go first, or the later ones give their claim back). A new lease
-    token marks what this call took, read back when it took some but not all; the lease keeper
-    renews them from now on. The attempt's start is kept from an earlier attempt whose outcome is
-    still unknown."""
-    if not due:
-        return set()
-    now = timezone.now()
-    token = now + SEND_LEASE
-    pks = [m.pk for m in due]
-    earlier_elsewhere = (
-        _unsent_to(OuterRef("to_number"), OuterRef("from_number")).filter(pk__lt=OuterRef("pk")).exclude(pk__in=pks)
-    )
-    count = (
-        OutboundMessage.objects.filter(_with_leases([(pk, leases[pk]) for pk in pks], now))
-        .exclude(Exists(earlier_elsewhere))
-        .update(
-            lease_until=token,
-            attempts=F("attempts") + 1,
-            attempt_started_at=Coalesce(F("attempt_started_at"), now),
-            updated_at=now,
-        )
-    )
-    if count == len(pks) or not count:
-        claimed = set(pks) if count else set()
-    else:
-        claimed = set(OutboundMessage.objects.filter(pk__in=pks, lease_until=token).values_list("pk", flat=True))
-    _lease_keeper.hold(claimed)
-    return claimed
-
-
 def _send_claimed(message: OutboundMessage, taken: list) -> str:
     """A claimed message takes its share of the sending limit, then goes to the provider. The
     limit is taken outside any transaction: a short wait may be slept here. When it says wait
@@ -291,31 +165,18 @@ def _send_claimed(message: OutboundMessage, taken: list) -> str:
     try:
         wait = _sending_limit_wait(message)
     except Exception:
-        _give_back(message, message.next_attempt_at or timezone.now())
+        give_back(message, message.next_attempt_at or timezone.now())
         raise
     if wait:
-        _give_back(message, timezone.now() + dt.timedelta(seconds=wait))
+        give_back(message, timezone.now() + dt.timedelta(seconds=wait))
         return "rate limited"
     return _hand_over(message, taken)
-
-
-def _give_back(message: OutboundMessage, next_attempt_at: dt.datetime | None) -> None:
-    """Undo this task's claim of a message it did not hand to the provider: no lease, the attempt
-    not counted, its start as it was, tried again at `next_attempt_at`."""
-    _lease_keeper.let_go([message.pk])
-    OutboundMessage.objects.filter(pk=message.pk).update(
-        lease_until=None,
-        next_attempt_at=next_attempt_at,
-        attempts=message.attempts,
-        attempt_started_at=message.attempt_started_at,
-        updated_at=timezone.now(),
-    )
 
 
 def _wait_after_giving_back(message: OutboundMessage) -> str:
     """An earlier message of this batch to the same recipient did not go: this one gives its claim
     back and waits for that one's end to release it."""
-    _give_back(message, timezone.now() + WAIT_FOR_EARLIER)
+    give_back(message, timezone.now() + WAIT_FOR_EARLIER)
     return _look_once_more(message)
 
 
@@ -342,10 +203,10 @@ def _hand_over(message: OutboundMessage, taken: list) -> str:
     except ProviderError as exc:
         # The outcome is written without the lease keeper: a renewal after a failure would hold
         # back the retry.
-        _lease_keeper.let_go([message.pk])
+        keeper.let_go([message.pk])
         return _after_failure(message, exc)
     except BaseException:
-        _lease_keeper.let_go([message.pk])
+        keeper.let_go([message.pk])
         raise
     if found is not None:
         taken.append((message, found.provider_sid, (found.status,)))
@@ -372,7 +233,7 @@ def _record_taken(taken: list[tuple[OutboundMessage, str, tuple[str, ...]]]) -> 
     try:
         record_provider_sids([(m.pk, sid, statuses) for m, sid, statuses in taken])
     finally:
-        _lease_keeper.let_go([m.pk for m, _, _ in taken])
+        keeper.let_go([m.pk for m, _, _ in taken])
     _release_next([m for m, _, _ in taken])
 
 
@@ -382,10 +243,10 @@ def _wait_for_earlier(message: OutboundMessage, lease: dt.datetime | None) -> st
     claim, its end finding this one still leased to this task and releasing nothing — the claim
     is tried again; it fails again only when someone else holds or sent this one (an earlier
     message never appears after a later one, so this happens once at most)."""
-    if not _earlier_unsent(message).exists():
+    if not earlier_unsent(message).exists():
         return send_message(message.pk, lease)
     now = timezone.now()
-    waits = OutboundMessage.objects.filter(_sendable(now, lease), pk=message.pk).update(
+    waits = OutboundMessage.objects.filter(sendable(now, lease), pk=message.pk).update(
         next_attempt_at=now + WAIT_FOR_EARLIER, lease_until=None, updated_at=now
     )
     if not waits:
@@ -397,7 +258,7 @@ def _look_once_more(message: OutboundMessage) -> str:
     """The earlier message may have ended between the claim and the wait, and found this one
     still held: then nobody would release it before the sweeper. So look once more, and send it
     now when nothing earlier is left (unless its release got there first)."""
-    if _earlier_unsent(message).exists():
+    if earlier_unsent(message).exists():
         return "waiting"
     now = timezone.now()
     OutboundMessage.objects.filter(
@@ -446,7 +307,7 @@ def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detai
     """Expire or suppress a message that must not go out, unless someone took it meanwhile."""
     now = timezone.now()
     with transaction.atomic():
-        message = OutboundMessage.objects.select_for_update().filter(_sendable(now, lease), pk=message_id).first()
+        message = OutboundMessage.objects.select_for_update().filter(sendable(now, lease), pk=message_id).first()
         if message is None:
             return "skipped"
         message.next_attempt_at = message.lease_until = message.attempt_started_at = None

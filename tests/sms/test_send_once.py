@@ -26,7 +26,8 @@ from django_q.models import Success
 from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
 from sms.pipeline import queue_sms
 from sms.send_queue import ENQUEUE_GRACE
-from sms.tasks import SEND_LEASE, send_message, send_messages, sweep_outbound
+from sms.leases import SEND_LEASE
+from sms.tasks import send_message, send_messages, sweep_outbound
 from tests.factories import make_sending_number
 from tests.fakes.twilio_server import FakeTwilio
 from tests.webhooks import new_sid, post_status
@@ -227,7 +228,7 @@ def test_the_sweeper_leaves_a_message_alone_while_a_slow_send_keeps_renewing_its
 ):
     """Twilio takes far longer than SEND_LEASE to answer: the worker renews the lease while it
     waits, so the sweeper never sends the message a second time."""
-    monkeypatch.setattr("sms.tasks.LEASE_RENEW_SECONDS", 0.01)
+    monkeypatch.setattr("sms.leases.LEASE_RENEW_SECONDS", 0.01)
     broker.lose = True
     message = queue()
     (_, (pk, lease)), = broker.lost
