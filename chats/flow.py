@@ -21,6 +21,7 @@ from chats.models import (
     DisconnectedBy,
     FinishReason,
     Media,
+    Message,
     Participant,
     ParticipantType,
 )
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 def handle_inbound(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None = None) -> str:
     """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
     batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
+    if transcript.holds(inbound.from_number, inbound.to_number):
+        transcript.write_held()  # the consumer's held text first: this one may read or change their chat
     outcome = _handle(inbound, facts.take(inbound) if facts is not None else None)
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
@@ -121,25 +124,48 @@ def _handle(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None) -> 
 
 
 def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: ChatSettings) -> str:
-    """A text inside an active chat (the caller holds the chat's row lock)."""
+    """A text inside an active chat (the caller holds the chat's row lock). One that only goes
+    into the transcript is held for the batch's end when the batch holds texts (chats.intake)."""
+    step = _step(chat, command)
+    if step is None and not inbound.media and transcript.holding():
+        message = Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
+        transcript.hold_consumer_text(message, _consumer_texted(chat))
+        return "message"
     message = _record_consumer(chat, inbound)
-    if command == Command.EXIT:
+    if step == "exit":
         services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_EXIT)
         return "exit"
-    if command == Command.WHERE and chat.status == ChatStatus.QUEUED:
+    if step == "where":
         queue_position.send_position(chat)
         return "where"
-    if chat.chat_type in BLENDED_CHAT_TYPES:
+    if step == "call":
         return sms_side.on_caller_text(chat=chat, message=message)
-    if api_sms.api_chat_replied(chat=chat):
+    if step == "api_reply":
         return _api_chat_reply(chat, chat_settings)
-    if chat.status == ChatStatus.SELECTING:
+    if step == "menu":
         return _menu_answer(chat, inbound.body, command, chat_settings)
-    if chat.status == ChatStatus.DISMISSED:
+    if step == "dismissed":
         transcript.send_text(chat=chat, body=chat_settings.dismissed_chat_auto_response)
         assignment.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
         return "dismissed_requeued"
     return "message"
+
+
+def _step(chat: Chat, command) -> str | None:
+    """What a text in an active chat does besides going into the transcript; None: nothing."""
+    if command == Command.EXIT:
+        return "exit"
+    if command == Command.WHERE and chat.status == ChatStatus.QUEUED:
+        return "where"
+    if chat.chat_type in BLENDED_CHAT_TYPES:
+        return "call"  # the call's SMS side (SPEC B1, B2)
+    if api_sms.api_chat_replied(chat=chat):
+        return "api_reply"
+    if chat.status == ChatStatus.SELECTING:
+        return "menu"
+    if chat.status == ChatStatus.DISMISSED:
+        return "dismissed"
+    return None
 
 
 def _assign_again_after_commit(chat: Chat) -> None:
@@ -164,10 +190,14 @@ def _record_consumer(chat: Chat, inbound: InboundMessage, *, save_chat: bool = T
         media_ids = [m.pk for m in Media.objects.filter(message=message).order_by("pk")]
         transaction.on_commit(lambda: _enqueue_media_fetch(media_ids))
     if save_chat:
-        chat.last_consumer_message_at = timezone.now()
-        fields = {"last_consumer_message_at"} | recompute_deadline(chat)
-        chat.save(update_fields=sorted(fields))
+        chat.save(update_fields=sorted(_consumer_texted(chat)))
     return message
+
+
+def _consumer_texted(chat: Chat) -> set[str]:
+    """The chat's last consumer message time is now, its deadline moves with it: the fields changed."""
+    chat.last_consumer_message_at = timezone.now()
+    return {"last_consumer_message_at"} | recompute_deadline(chat)
 
 
 def _enqueue_media_fetch(media_ids: list[int]) -> None:

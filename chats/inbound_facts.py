@@ -46,16 +46,21 @@ class BatchFacts:
             opted_out = (text.from_number, text.to_number) in self.opted_out
             cached(("do_not_contact", text.from_number, text.to_number), lambda opted_out=opted_out: opted_out)
         self.menu_words = {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")}
+        new = {(text.from_number, text.to_number) for text in texts} - set(self.chats)  # no active chat
         # Pairs with no active chat whose CSAT survey awaits a reply (chats.surveys).
-        self.surveys_open = surveys.open_surveys(
-            {(text.from_number, text.to_number) for text in texts} - set(self.chats)
-        )
+        self.surveys_open = surveys.open_surveys(new)
         # Pairs that had a chat before: the others are a first contact (the opt-in message).
-        self.known_pairs = set(
-            Chat.objects.filter(consumer_number__in=consumers, portal_number__number__in=numbers)
-            .values_list("consumer_number", "portal_number__number")
-            .distinct()
-        )
+        # Asked only for the pairs with no active chat (a batch of texts in chats asks nothing).
+        self.known_pairs = set(self.chats)
+        if new:
+            self.known_pairs |= set(
+                Chat.objects.filter(
+                    consumer_number__in={consumer for consumer, _ in new},
+                    portal_number__number__in={number for _, number in new},
+                )
+                .values_list("consumer_number", "portal_number__number")
+                .distinct()
+            )
         self._taken: set[tuple[str, str]] = set()
 
     def take(self, inbound: InboundMessage):

@@ -7,7 +7,7 @@ acknowledged; batch workers then run the conversation for many pending texts at 
                            InboundWake row, says one is already on its way)
     run() / sweep()     ─▶ process_batch() until nothing is pending: texts claimed in arrival
                            order (FOR UPDATE SKIP LOCKED on PostgreSQL), handled by chats.flow in
-                           one transaction, each text in its own savepoint
+                           one transaction (run again with a savepoint per text when one fails)
 
 Order: a consumer's texts to one portal number are handled in arrival order. A batch takes a
 pair's texts only from the pair's oldest pending one on, and only as many as it holds in a row:
@@ -15,12 +15,13 @@ a text whose earlier text is still pending in another worker's hands (or waiting
 is left for later. The flow locks each chat as it goes, so workers on different pairs never wait
 for each other.
 
-Failure: a text whose handling raises is rolled back alone (its savepoint), the others commit;
-it is tried again after RETRY_DELAYS and, after MAX_ATTEMPTS tries, marked failed with its error
-(admin › Inbound messages). A worker killed mid-batch commits nothing: every text of its batch is
+Failure: a text whose handling raises is rolled back alone (the batch runs again with each text
+in its own savepoint), the others commit; it is tried again after RETRY_DELAYS and, after
+MAX_ATTEMPTS tries, marked failed with its error (admin › Inbound messages). A worker killed mid-batch commits nothing: every text of its batch is
 still pending, and the next run or the sweeper handles it once."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -32,7 +33,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chats import assignment, flow, inbound_facts
+from chats import assignment, flow, inbound_facts, transcript
 from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -186,9 +187,30 @@ def _drain(seconds: float | None) -> int:
 
 def process_batch(limit: int = BATCH_SIZE) -> int:
     """Claim up to `limit` pending texts and handle them in one transaction: the settings read
-    once, each text in its own savepoint, its pushes and send tasks leaving together after the
-    commit. Returns how many texts it handled (failed tries included)."""
-    with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments():
+    once, its pushes and send tasks leaving together after the commit. Returns how many texts it
+    handled (failed tries included).
+
+    The texts run one after another with no savepoint of their own (two statements a text
+    saved), and the consumers' plain texts in chats are written together at the end
+    (`transcript.consumer_texts_held`): nearly every batch succeeds whole. When one text
+    raises, the batch is rolled back, nothing of it done, and run again from its claim with each
+    text in its own savepoint, so only that text (and its consumer's later ones) waits for a
+    retry."""
+    try:
+        return _run_batch(limit, alone=False)
+    except _BatchFailed as failed:
+        log.info("inbound batch rolled back (%s): it runs again, each text on its own", failed)
+        return _run_batch(limit, alone=True)
+
+
+class _BatchFailed(Exception):
+    """A batch run without savepoints raised: it is rolled back and run again."""
+
+
+def _run_batch(limit: int, *, alone: bool) -> int:
+    """One batch; `alone`: each text in its own savepoint (a failure rolls back only its text)."""
+    held = contextlib.nullcontext() if alone else transcript.consumer_texts_held()
+    with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments(), held:
         with transaction.atomic(), held_status_events():
             texts = _claim(limit)
             # Below a few texts, each text's own lookup (one or two queries) costs less.
@@ -199,13 +221,22 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
                 pair = (text.to_number, text.from_number)
                 if pair in failed:
                     continue  # a consumer's later text waits while their earlier one waits for its retry
-                outcome = _handle(text, facts)
+                outcome = _handle(text, facts) if alone else _handle_in_batch(text, facts)
                 if outcome is None:
                     failed.add(pair)
                 else:
                     done.setdefault(outcome, []).append(text.pk)
+            if not alone:
+                _write_held()
             _mark_done(done)
     return len(texts)
+
+
+def _write_held() -> None:
+    try:
+        transcript.write_held()
+    except Exception as exc:  # noqa: BLE001 — run again, each text on its own
+        raise _BatchFailed("the held consumer texts could not be written") from exc
 
 
 def _mark_done(done: dict[str, list[int]]) -> None:
@@ -249,6 +280,14 @@ def _claim(limit: int) -> list[InboundMessage]:
         held[pair] += 1
         claimed.append(row)
     return claimed
+
+
+def _handle_in_batch(text: InboundMessage, facts: inbound_facts.BatchFacts | None) -> str:
+    """Handle one text in the batch's own transaction; a failure rolls back the whole batch."""
+    try:
+        return flow.handle_inbound(text, facts)
+    except Exception as exc:  # noqa: BLE001 — run again, each text on its own
+        raise _BatchFailed(f"inbound {text.message_sid} failed") from exc
 
 
 def _handle(text: InboundMessage, facts: inbound_facts.BatchFacts | None) -> str | None:

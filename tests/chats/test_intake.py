@@ -21,6 +21,7 @@ from portal.models import ChatSettings
 from sms.models import InboundMessage, InboundState, InboundWake, MessageStatusEvent, OutboundMessage
 from tests.chats.conftest import BILLING_QUEUED, CONSUMER, GREETING, INVALID, MENU, PORTAL, TECH_QUEUED, transcript
 from tests.concurrency import POSTGRES_ONLY, THREAD_TIMEOUT, assert_no_errors, run_together
+from tests.layers import GroupListener, fresh_channel_layer
 from tests.webhooks import inbound_params, new_sid, post_inbound, post_signed
 
 
@@ -125,6 +126,30 @@ def test_a_consumers_texts_waiting_together_are_handled_in_the_order_they_came(s
     assert replies() == [support_opt_in(), GREETING, MENU, INVALID, MENU, TECH_QUEUED]
     assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
         "menu", "invalid_choice", "queued", "message"
+    ]
+
+
+def test_a_plain_text_held_for_the_batch_end_is_written_before_the_consumers_next_text_acts(
+    support, django_capture_on_commit_callbacks
+):
+    """A text that only goes into the transcript is written with the batch's others at its end,
+    unless the consumer's next text in the batch comes first: that one may end the chat, whose
+    transcript then has both in the order they came."""
+    stored("Hi"), stored("1")
+    handle_all(django_capture_on_commit_callbacks)
+    chat = Chat.objects.get()
+    for body in ("Still there?", "And now?", "EXIT"):
+        stored(body)
+
+    assert handle_all(django_capture_on_commit_callbacks) == 3
+
+    chat.refresh_from_db()
+    assert chat.status == ChatStatus.FINISHED and chat.finish_reason == FinishReason.END_USER_EXIT
+    assert [body for author, body in transcript(chat) if author == Author.CONSUMER] == [
+        "Hi", "1", "Still there?", "And now?", "EXIT"
+    ]
+    assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True))[-3:] == [
+        "message", "message", "exit"
     ]
 
 
@@ -233,6 +258,36 @@ def test_a_text_that_fails_after_some_replies_were_queued_takes_them_back_and_th
         assert replies(consumer) == [support_opt_in(), GREETING, MENU]
     first_events = MessageStatusEvent.objects.filter(status="queued").values_list("message_id", flat=True)
     assert sorted(first_events) == sorted(OutboundMessage.objects.values_list("pk", flat=True))  # none left without its message
+
+
+def test_when_a_text_fails_its_batch_runs_again_and_the_others_are_told_and_sent_once(
+    support, settings, django_capture_on_commit_callbacks
+):
+    """A batch runs its texts without a savepoint each; the one that raises rolls the batch back
+    and it runs again, each text on its own. What the first run did is never seen: each other
+    consumer's text reaches its chat's page once, the failing one's never."""
+    consumers = [f"+1555768000{n}" for n in range(3)]
+    for consumer in consumers:
+        stored("Hi", consumer=consumer)
+        stored("1", consumer=consumer)
+    handle_all(django_capture_on_commit_callbacks)
+    chats = {chat.consumer_number: chat for chat in Chat.objects.filter(consumer_number__in=consumers)}
+    listener = GroupListener(fresh_channel_layer(settings), [f"chat.{chat.pk}" for chat in chats.values()])
+    make_inserts_fail("chats_message", when="NEW.body = 'boom'")
+    texts = [stored("boom" if consumer == consumers[1] else f"Still there? {n}", consumer=consumer)
+             for n, consumer in enumerate(consumers)]
+
+    assert handle_all(django_capture_on_commit_callbacks) == 3
+
+    states = [InboundMessage.objects.get(pk=text.pk) for text in texts]
+    assert [(text.state, text.attempts) for text in states] == [("done", 0), ("pending", 1), ("done", 0)]
+    heard = listener.heard()
+    for n, consumer in enumerate(consumers):
+        told = [event["message"]["body"] for event in heard[f"chat.{chats[consumer].pk}"]
+                if event["type"] == "message.created"]
+        assert told == ([] if n == 1 else [f"Still there? {n}"])
+        bodies = [body for author, body in transcript(chats[consumer]) if author == Author.CONSUMER]
+        assert bodies == ["Hi", "1"] + ([] if n == 1 else [f"Still there? {n}"])
 
 
 def test_a_batch_that_dies_in_the_middle_leaves_every_text_pending_and_the_next_run_handles_each_once(
