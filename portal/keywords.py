@@ -1,4 +1,6 @@
 """The SMS command words that no admin can change (SPEC C2), shared by every layer."""
+import functools
+import re
 
 STOP_WORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT")
 START_WORDS = ("START", "YES", "UNSTOP")
@@ -34,11 +36,15 @@ DEFAULT_OPT_OUT_PHRASES = "\n".join(
 )
 
 
+# What a phrase comparison drops: anything but letters, digits and spaces (\w is str.isalnum()'s
+# characters and the underscore).
+_NOT_KEPT = re.compile(r"[^\w\s]|_")
+
+
 def normalise_phrase(text: str) -> str:
     """A message as opt-out phrases are compared (FCC 2025, "any reasonable means"): lower case,
     punctuation dropped ("Don't text me!" → "dont text me"), spaces collapsed."""
-    kept = "".join(ch for ch in (text or "").lower() if ch.isalnum() or ch.isspace())
-    return " ".join(kept.split())
+    return " ".join(_NOT_KEPT.sub("", (text or "").lower()).split())
 
 
 def phrase_list(raw: str) -> list[str]:
@@ -51,7 +57,12 @@ def phrase_list(raw: str) -> list[str]:
     return phrases
 
 
+@functools.lru_cache(maxsize=8)
+def _phrase_set(raw: str) -> frozenset[str]:
+    return frozenset(phrase_list(raw))  # normalised once per setting, not once per inbound text
+
+
 def is_opt_out_phrase(text: str, raw_phrases: str) -> bool:
     """The whole message is one of the configured opt-out phrases."""
     message = normalise_phrase(text)
-    return bool(message) and message in phrase_list(raw_phrases)
+    return bool(message) and message in _phrase_set(raw_phrases or "")
