@@ -267,14 +267,20 @@ def _start_conversation(
         return _continue_chat(chat, inbound, command, chat_settings)
     Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
     ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk})
-    _record_consumer(chat, inbound, save_chat=False)  # its time and deadline went in with the row
+    # The text into the transcript (its time and deadline went in with the row): with its
+    # replies' entries in one INSERT, ahead of them; one with pictures now, for their rows.
+    entry = []
+    if inbound.media:
+        _record_consumer(chat, inbound, save_chat=False)
+    else:
+        entry = [Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)]
     greeting = queue_text(queue, "greeting", chat.language, chat_settings.default_language)
     first = [greeting] if known_before else [chat_settings.opt_in_message, greeting]
     if not chat.language_chosen:
-        transcript.send_texts([(chat, body) for body in [*first, _language_menu(languages)]])
+        transcript.send_texts([(chat, body) for body in [*first, _language_menu(languages)]], entries_before=entry)
         chat.menu_path = []
         return "language_menu"
-    return _enter_queue(chat, queue, chat_settings, texts_before=first)
+    return _enter_queue(chat, queue, chat_settings, texts_before=first, entries_before=entry)
 
 
 DO_NOT_REPLY_QUIET_HOURS = 24
@@ -305,14 +311,15 @@ def _language_menu(languages: list[str]) -> str:
 
 def _enter_queue(
     chat: Chat, queue: Queue, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (),
-    texts_before: list[str] | tuple[str, ...] = (),
+    texts_before: list[str] | tuple[str, ...] = (), entries_before: list[Message] | tuple = (),
 ) -> str:
     """A leaf queues the chat; a menu sends its options and waits for a choice. `unsaved`: chat
     fields the caller changed, saved with this step's own change. `texts_before`: texts that go
-    out first (the opt-in message, the greeting), sent together with the menu."""
+    out first (the opt-in message, the greeting), sent together with the menu; `entries_before`:
+    unsaved transcript entries inserted with theirs (`transcript.send_texts`)."""
     options = _menu_options(queue)
     if not options:
-        transcript.send_texts([(chat, body) for body in texts_before])
+        transcript.send_texts([(chat, body) for body in texts_before], entries_before=entries_before)
         assignment.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
         return "queued"
     fields = list(unsaved)
@@ -321,7 +328,10 @@ def _enter_queue(
         fields.append("menu_queue")
     if fields:
         chat.save(update_fields=fields)
-    transcript.send_texts([(chat, body) for body in [*texts_before, _menu_text(chat, queue, options, chat_settings)]])
+    transcript.send_texts(
+        [(chat, body) for body in [*texts_before, _menu_text(chat, queue, options, chat_settings)]],
+        entries_before=entries_before,
+    )
     return "menu"
 
 

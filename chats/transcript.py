@@ -112,12 +112,17 @@ def send_text(
     return add_message(chat=chat, author=author, body=body, agent=agent, outbound=outbound)
 
 
-def send_texts(texts: list[tuple[Chat, str]], *, kind: str = "system") -> list[Message]:
+def send_texts(
+    texts: list[tuple[Chat, str]], *, kind: str = "system", entries_before: list[Message] | tuple = ()
+) -> list[Message]:
     """System texts, to several chats or several to one, in this order: through the outbound
     pipeline together (`queue_sms_many`: the same checks as `send_text`'s) and into the
-    transcripts with one INSERT. An empty body sends nothing."""
+    transcripts with one INSERT. An empty body sends nothing. `entries_before`: unsaved
+    transcript entries that go in first with the same INSERT (a new chat's first text, ahead of
+    its replies). Returns the system texts' entries."""
     texts = [(chat, body) for chat, body in texts if body]
-    if not texts:
+    entries = list(entries_before)
+    if not texts and not entries:
         return []
     outbound = queue_sms_many(
         [
@@ -131,13 +136,14 @@ def send_texts(texts: list[tuple[Chat, str]], *, kind: str = "system") -> list[M
             }
             for chat, body in texts
         ]
-    )
+    ) if texts else []
     messages = Message.objects.bulk_create(
-        [Message(chat=chat, author=Author.SYSTEM, body=body, outbound=sent) for (chat, body), sent in zip(texts, outbound)]
+        entries
+        + [Message(chat=chat, author=Author.SYSTEM, body=body, outbound=sent) for (chat, body), sent in zip(texts, outbound)]
     )
     for message in messages:
         events.message_created(message)
-    return messages
+    return messages[len(entries):]
 
 
 def send_if_set(chat: Chat, body: str, *, what: str, kind: str = "system") -> bool:

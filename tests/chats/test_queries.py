@@ -39,7 +39,7 @@ TEXT_IN_A_CHAT_MAX = 9
 # awaits the consumer's answer; the chat's first deadline goes in with its INSERT. Was 37 on the
 # request path, then 30, then 29 with an INSERT for each reply and each transcript entry, then 25
 # with a savepoint of its own.
-FIRST_TEXT_MAX = 23
+FIRST_TEXT_MAX = 22
 # The menu choice that queues the chat, with the queued text; was 22 with a savepoint of its own.
 MENU_CHOICE_MAX = 20
 # The agent's reply, without the send task that runs after commit.
@@ -173,7 +173,7 @@ def test_a_text_in_a_queued_chat_costs_a_bounded_number_of_queries(
 # their transcript entries went in with one INSERT each, 10 before a batch ran without a savepoint
 # per text.
 BATCH_FIXED_MAX = 17
-PER_FIRST_TEXT_MAX = 8
+PER_FIRST_TEXT_MAX = 7
 
 
 def test_a_batch_of_first_texts_costs_less_per_text_and_sends_in_few_tasks(
