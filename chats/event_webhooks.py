@@ -44,7 +44,13 @@ def chat_data(chat: Chat) -> dict:
 
 @receiver(post_save, sender=ChatEvent, dispatch_uid="tern-chat-webhooks")
 def announce_chat_event(sender, instance: ChatEvent, created: bool, **kwargs) -> None:
-    event_type = WEBHOOK_EVENTS.get(instance.kind)
-    if not created or event_type is None:
-        return
-    event_webhooks.emit(event_type, {"chat": chat_data(instance.chat), "by": instance.by, "detail": instance.data})
+    if created:
+        announce(instance)
+
+
+def announce(event: ChatEvent) -> None:
+    """A new chat event, for the subscribers of its type (sent after commit): when it is saved,
+    or when a batch holds it to insert with its others (chats.held)."""
+    event_type = WEBHOOK_EVENTS.get(event.kind)
+    if event_type is not None:
+        event_webhooks.emit(event_type, {"chat": chat_data(event.chat), "by": event.by, "detail": event.data})

@@ -8,7 +8,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chats import api_sms, assignment, inbound_facts, queue_position, services, surveys, transcript
+from chats import api_sms, assignment, held, inbound_facts, queue_position, services, surveys, transcript
 from chats.calls import sms_side
 from chats.models import (
     ChatEventKind,
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 def handle_inbound(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None = None) -> str:
     """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
     batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
-    if transcript.holds(inbound.from_number, inbound.to_number):
-        transcript.write_held()  # the consumer's held text first: this one may read or change their chat
+    if held.holds(inbound.from_number):
+        held.write_held()  # what the consumer's earlier texts held first: this one may read or change it
     outcome = _handle(inbound, facts.take(inbound) if facts is not None else None)
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
@@ -125,11 +125,11 @@ def _handle(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None) -> 
 
 def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: ChatSettings) -> str:
     """A text inside an active chat (the caller holds the chat's row lock). One that only goes
-    into the transcript is held for the batch's end when the batch holds texts (chats.intake)."""
+    into the transcript is held for the batch's end when the batch holds its writes (chats.held)."""
     step = _step(chat, command)
-    if step is None and not inbound.media and transcript.holding():
-        message = Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
-        transcript.hold_consumer_text(message, _consumer_texted(chat))
+    if step is None and not inbound.media and held.holding():
+        held.hold_message(Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound))
+        held.hold_chat_fields(chat, _consumer_texted(chat))
         return "message"
     message = _record_consumer(chat, inbound)
     if step == "exit":
@@ -265,8 +265,8 @@ def _start_conversation(
         inbound_facts.reuse_queue_as_menu(chat)
         _assign_again_after_commit(chat)
         return _continue_chat(chat, inbound, command, chat_settings)
-    Participant.objects.create(chat=chat, type=ParticipantType.END_USER)
-    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk})
+    held.save_row(Participant(chat=chat, type=ParticipantType.END_USER))
+    held.save_row(ChatEvent(chat=chat, kind=ChatEventKind.CREATED, by="end_user", data={"queue_id": queue.pk}))
     # The text into the transcript (its time and deadline went in with the row): with its
     # replies' entries in one INSERT, ahead of them; one with pictures now, for their rows.
     entry = []

@@ -33,7 +33,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chats import assignment, flow, inbound_facts, transcript
+from chats import assignment, flow, held, inbound_facts
 from portal import shared_redis
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -191,11 +191,10 @@ def process_batch(limit: int = BATCH_SIZE) -> int:
     handled (failed tries included).
 
     The texts run one after another with no savepoint of their own (two statements a text
-    saved), and the consumers' plain texts in chats are written together at the end
-    (`transcript.consumer_texts_held`): nearly every batch succeeds whole. When one text
-    raises, the batch is rolled back, nothing of it done, and run again from its claim with each
-    text in its own savepoint, so only that text (and its consumer's later ones) waits for a
-    retry."""
+    saved), and what its texts write that nobody reads before it commits is written together at
+    the end (`chats.held`): nearly every batch succeeds whole. When one text raises, the batch
+    is rolled back, nothing of it done, and run again from its claim with each text in its own
+    savepoint, so only that text (and its consumer's later ones) waits for a retry."""
     try:
         return _run_batch(limit, alone=False)
     except _BatchFailed as failed:
@@ -209,8 +208,8 @@ class _BatchFailed(Exception):
 
 def _run_batch(limit: int, *, alone: bool) -> int:
     """One batch; `alone`: each text in its own savepoint (a failure rolls back only its text)."""
-    held = contextlib.nullcontext() if alone else transcript.consumer_texts_held()
-    with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments(), held:
+    holding = contextlib.nullcontext() if alone else held.held_writes()
+    with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments(), holding:
         with transaction.atomic(), held_status_events():
             texts = _claim(limit)
             # Below a few texts, each text's own lookup (one or two queries) costs less.
@@ -234,9 +233,9 @@ def _run_batch(limit: int, *, alone: bool) -> int:
 
 def _write_held() -> None:
     try:
-        transcript.write_held()
+        held.write_held()
     except Exception as exc:  # noqa: BLE001 — run again, each text on its own
-        raise _BatchFailed("the held consumer texts could not be written") from exc
+        raise _BatchFailed("what the batch held could not be written") from exc
 
 
 def _mark_done(done: dict[str, list[int]]) -> None:
@@ -269,15 +268,15 @@ def _claim(limit: int) -> list[InboundMessage]:
         .order_by("pk")[:limit]
     )
     # Per pair, the texts this batch holds in a row from the pair's oldest pending one.
-    held: Counter = Counter()
+    in_row: Counter = Counter()
     blocked: set = set()
     claimed = []
     for row in rows:
         pair = (row.to_number, row.from_number)
-        if pair in blocked or row.earlier != held[pair]:
+        if pair in blocked or row.earlier != in_row[pair]:
             blocked.add(pair)
             continue
-        held[pair] += 1
+        in_row[pair] += 1
         claimed.append(row)
     return claimed
 

@@ -5,7 +5,7 @@ from django.db.models import F
 from django.db.models.signals import post_save
 from django.utils import timezone
 
-from chats import events
+from chats import events, held
 from chats.deadlines import DeadlineFacts, recompute_deadline
 from chats.models import Chat, ChatEvent, ChatEventKind, ChatStatus
 from portal.models import ChatSettings
@@ -77,7 +77,7 @@ def transition(
     old = chat.status
     fields = _move(chat, new_status, now=timezone.now()) | set(extra_fields)
     save_and_announce(chat, fields, previous_status=old, previous_agent_id=previous_agent_id)
-    ChatEvent.objects.create(chat=chat, kind=ChatEventKind.of_status(new_status), by=by, data={"from": old, **data})
+    held.save_row(ChatEvent(chat=chat, kind=ChatEventKind.of_status(new_status), by=by, data={"from": old, **data}))
 
 
 def transition_many(

@@ -2,8 +2,6 @@
 the system sends through the outbound pipeline."""
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 
 from chats import events
@@ -27,66 +25,6 @@ def add_message(
     )
     events.message_created(message)
     return message
-
-
-class _Held:
-    def __init__(self):
-        self.messages: list[Message] = []
-        self.chats: dict[int, tuple[Chat, frozenset[str]]] = {}  # chat id: the chat, its fields to save
-        self.pairs: set[tuple[str, str]] = set()  # (consumer, portal number)
-
-
-_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("held_consumer_texts", default=None)
-
-
-@contextlib.contextmanager
-def consumer_texts_held():
-    """Inside the block, `hold_consumer_text` keeps a consumer's plain text (no reply, no step)
-    for `write_held()`, which writes all of them at once: one INSERT for the transcript entries,
-    one UPDATE per set of chat fields. For a batch of inbound texts (chats.intake), whose owner
-    writes them before its transaction ends, and chats.flow before a held consumer's next text.
-    What is not written when the block ends is dropped (the block raised)."""
-    token = _held.set(_Held())
-    try:
-        yield
-    finally:
-        _held.reset(token)
-
-
-def holding() -> bool:
-    return _held.get() is not None
-
-
-def hold_consumer_text(message: Message, fields: set[str]) -> None:
-    """Keep the consumer's text `message` (unsaved) and its chat's changed `fields` until
-    `write_held()`; the chat's row lock is held meanwhile, so nobody else changes it."""
-    held = _held.get()
-    chat = message.chat
-    held.messages.append(message)
-    _, earlier = held.chats.get(chat.pk, (chat, frozenset()))
-    held.chats[chat.pk] = (chat, earlier | fields)
-    held.pairs.add((chat.consumer_number, chat.portal_number.number))
-
-
-def holds(consumer: str, portal_number: str) -> bool:
-    held = _held.get()
-    return held is not None and (consumer, portal_number) in held.pairs
-
-
-def write_held() -> None:
-    """The held consumer texts into their transcripts and their chats' fields saved, now."""
-    held = _held.get()
-    if held is None or not held.messages:
-        return
-    messages = Message.objects.bulk_create(held.messages)
-    by_fields: dict[frozenset[str], list[Chat]] = {}
-    for chat, fields in held.chats.values():
-        by_fields.setdefault(fields, []).append(chat)
-    for fields, chats in by_fields.items():
-        Chat.objects.bulk_update(chats, sorted(fields))
-    held.messages, held.chats, held.pairs = [], {}, set()
-    for message in messages:
-        events.message_created(message)
 
 
 def send_text(

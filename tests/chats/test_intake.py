@@ -15,7 +15,18 @@ from django.db import connection, connections
 
 import chats.flow
 from chats import intake, services
-from chats.models import Author, Chat, ChatStatus, DisconnectedBy, FinishReason, Message
+from chats.models import (
+    Author,
+    Chat,
+    ChatEvent,
+    ChatEventKind,
+    ChatStatus,
+    DisconnectedBy,
+    FinishReason,
+    Message,
+    Participant,
+    ParticipantType,
+)
 from chats.sweepers import run_sweepers
 from portal.models import ChatSettings
 from sms.models import InboundMessage, InboundState, InboundWake, MessageStatusEvent, OutboundMessage
@@ -150,6 +161,25 @@ def test_a_plain_text_held_for_the_batch_end_is_written_before_the_consumers_nex
     ]
     assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True))[-3:] == [
         "message", "message", "exit"
+    ]
+
+
+def test_a_chat_opened_and_ended_in_one_batch_has_its_participant_and_events_written_in_order(
+    support, django_capture_on_commit_callbacks
+):
+    """A new chat's participant and CREATED event are held for the batch's end, unless the
+    consumer's next text of the batch comes first: here it ends the chat, which ends the
+    participant and records FINISHED after CREATED."""
+    stored("Hi"), stored("EXIT")
+
+    assert handle_all(django_capture_on_commit_callbacks) == 2
+
+    chat = Chat.objects.get()
+    assert chat.status == ChatStatus.FINISHED
+    participant = Participant.objects.get(chat=chat, type=ParticipantType.END_USER)
+    assert participant.ended_at is not None
+    assert list(ChatEvent.objects.filter(chat=chat).order_by("at", "pk").values_list("kind", flat=True)) == [
+        ChatEventKind.CREATED, ChatEventKind.FINISHED
     ]
 
 
