@@ -17,8 +17,9 @@ for each other.
 
 Failure: a text whose handling raises is rolled back alone (the batch runs again with each text
 in its own savepoint), the others commit; it is tried again after RETRY_DELAYS and, after
-MAX_ATTEMPTS tries, marked failed with its error (admin › Inbound messages). A worker killed mid-batch commits nothing: every text of its batch is
-still pending, and the next run or the sweeper handles it once."""
+MAX_ATTEMPTS tries, marked failed with its error (admin › Inbound messages). A worker killed
+mid-batch commits nothing: every text of its batch is still pending, and the next run or the
+sweeper handles it once."""
 from __future__ import annotations
 
 import contextlib
