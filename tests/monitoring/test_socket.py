@@ -94,8 +94,10 @@ async def test_a_burst_of_a_thousand_chat_events_is_a_few_frames_naming_every_ch
 
     heard = await frames(monitor)
     # One frame per FLUSH_SECONDS at most while the layer delivers: the in-memory layer hands
-    # the thousand over at once (one frame); Redis takes a couple of seconds (a few frames).
-    assert 1 <= len(heard) <= 12
+    # the thousand over at once (one frame); Redis takes a couple of seconds (a few frames), or
+    # more on a loaded machine (13-19 frames seen there, on the code before and after alike).
+    # Each frame carries dozens of events either way; one per event would be a thousand.
+    assert 1 <= len(heard) <= 40
     assert sum(frame["events"] for frame in heard) == 1000
     assert set().union(*(frame["chat_ids"] for frame in heard)) == set(range(1, 1001))
     assert all(frame["queue_ids"] == [7] for frame in heard)
