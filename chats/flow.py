@@ -128,7 +128,7 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
     into the transcript is held for the batch's end when the batch holds its writes (chats.held)."""
     step = _step(chat, command)
     if step is None and not inbound.media and held.holding():
-        held.hold_message(Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound))
+        held.hold_message(_consumer_entry(chat, inbound))
         held.hold_chat_fields(chat, _consumer_texted(chat))
         return "message"
     message = _record_consumer(chat, inbound)
@@ -180,7 +180,7 @@ def _assign_again_after_commit(chat: Chat) -> None:
 def _record_consumer(chat: Chat, inbound: InboundMessage, *, save_chat: bool = True):
     """The consumer's text in the transcript (with its pictures and videos) and, unless the caller
     saves the chat itself, the chat's last consumer message time and deadline."""
-    message = transcript.add_message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
+    message = transcript.add_entry(_consumer_entry(chat, inbound))
     if inbound.media:
         items = [
             Media(message=message, content_type=item.get("content_type", ""), source_url=item.get("url", "")[:500])
@@ -192,6 +192,11 @@ def _record_consumer(chat: Chat, inbound: InboundMessage, *, save_chat: bool = T
     if save_chat:
         chat.save(update_fields=sorted(_consumer_texted(chat)))
     return message
+
+
+def _consumer_entry(chat: Chat, inbound: InboundMessage) -> Message:
+    """The consumer's text as a transcript entry, not yet saved."""
+    return Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)
 
 
 def _consumer_texted(chat: Chat) -> set[str]:
@@ -273,7 +278,7 @@ def _start_conversation(
     if inbound.media:
         _record_consumer(chat, inbound, save_chat=False)
     else:
-        entry = [Message(chat=chat, author=Author.CONSUMER, body=inbound.body, inbound=inbound)]
+        entry = [_consumer_entry(chat, inbound)]
     greeting = queue_text(queue, "greeting", chat.language, chat_settings.default_language)
     first = [greeting] if known_before else [chat_settings.opt_in_message, greeting]
     if not chat.language_chosen:

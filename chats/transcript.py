@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 def add_message(
     *, chat: Chat, author: str, body: str, agent: AgentProfile | None = None, inbound=None, outbound=None
 ) -> Message:
-    message = Message.objects.create(
-        chat=chat, author=author, body=body, agent=agent, inbound=inbound, outbound=outbound
-    )
+    return add_entry(Message(chat=chat, author=author, body=body, agent=agent, inbound=inbound, outbound=outbound))
+
+
+def add_entry(message: Message) -> Message:
+    """An unsaved transcript entry saved, and pushed to the chat's page after commit."""
+    message.save(force_insert=True)
     events.message_created(message)
     return message
 
