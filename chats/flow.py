@@ -49,7 +49,7 @@ def handle_inbound(inbound: InboundMessage, facts: inbound_facts.BatchFacts | No
     batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
     if held.holds(inbound.from_number):
         held.write_held()  # what the consumer's earlier texts held first: this one may read or change it
-    outcome = _handle(inbound, facts.take(inbound) if facts is not None else None)
+    outcome = _handle(inbound, facts)
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
 

@@ -22,14 +22,17 @@ class BatchFacts:
     """What the texts of one batch look up, read once for the batch (DESIGN rule 11): the portal
     numbers texted, the active chats of the batch's consumers on them (locked FOR UPDATE, in id
     order), their opt-outs, the configured command words, which pairs await a CSAT answer and
-    which pairs had a chat before (a first contact gets the opt-in). A pair's facts serve its first text
-    of the batch only: that text may open a chat or opt out, so the pair's later texts look
-    again (`take` answers None)."""
+    which pairs had a chat before (a first contact gets the opt-in). For one text per pair: a
+    text may open or end its chat or opt out, so a pair's next text needs the facts read again
+    (chats.intake runs a batch in rounds of one text per pair)."""
 
     def __init__(self, texts: list[InboundMessage]):
         consumers = {text.from_number for text in texts}
         numbers = {text.to_number for text in texts}
-        self.numbers = {number.number: number for number in PhoneNumber.objects.filter(number__in=numbers)}
+        self.numbers = cached(  # a batch's later rounds text the same numbers: read once
+            ("batch_numbers", frozenset(numbers)),
+            lambda: {number.number: number for number in PhoneNumber.objects.filter(number__in=numbers)},
+        )
         self.chats = {
             (chat.consumer_number, chat.portal_number.number): chat
             for chat in Chat.objects.select_for_update(of=("self",))
@@ -45,7 +48,10 @@ class BatchFacts:
         for text in texts:  # the replies' do-not-contact check (sms.pipeline) asks no more
             opted_out = (text.from_number, text.to_number) in self.opted_out
             cached(("do_not_contact", text.from_number, text.to_number), lambda opted_out=opted_out: opted_out)
-        self.menu_words = {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")}
+        self.menu_words = cached(
+            ("menu_words",),
+            lambda: {normalise_word(word): action for word, action in MenuCommand.objects.values_list("word", "action")},
+        )
         new = {(text.from_number, text.to_number) for text in texts} - set(self.chats)  # no active chat
         # Pairs with no active chat whose CSAT survey awaits a reply (chats.surveys).
         self.surveys_open = surveys.open_surveys(new)
@@ -61,14 +67,6 @@ class BatchFacts:
                 .values_list("consumer_number", "portal_number__number")
                 .distinct()
             )
-        self._taken: set[tuple[str, str]] = set()
-
-    def take(self, inbound: InboundMessage):
-        pair = (inbound.from_number, inbound.to_number)
-        if pair in self._taken:
-            return None
-        self._taken.add(pair)
-        return self
 
 
 def known(inbound: InboundMessage, facts: BatchFacts) -> tuple[PhoneNumber | None, Chat | None, bool, Command | None]:

@@ -213,23 +213,42 @@ def _run_batch(limit: int, *, alone: bool) -> int:
     with cached_singletons(), batched_pushes(), batched_sends(), assignment.batched_assignments(), holding:
         with transaction.atomic(), held_status_events():
             texts = _claim(limit)
-            # Below a few texts, each text's own lookup (one or two queries) costs less.
-            facts = inbound_facts.BatchFacts(texts) if len(texts) >= BATCH_FACTS_FROM else None
             failed: set[tuple[str, str]] = set()
             done: dict[str, list[int]] = {}  # outcome: texts
-            for text in texts:
-                pair = (text.to_number, text.from_number)
-                if pair in failed:
-                    continue  # a consumer's later text waits while their earlier one waits for its retry
-                outcome = _handle(text, facts) if alone else _handle_in_batch(text, facts)
-                if outcome is None:
-                    failed.add(pair)
-                else:
-                    done.setdefault(outcome, []).append(text.pk)
+            for number, texts_of_round in enumerate(_rounds(texts)):
+                if number and not alone:
+                    _write_held()  # the next round reads the chats again
+                # Below a few texts, each text's own lookup (one or two queries) costs less.
+                facts = inbound_facts.BatchFacts(texts_of_round) if len(texts_of_round) >= BATCH_FACTS_FROM else None
+                for text in texts_of_round:
+                    pair = (text.to_number, text.from_number)
+                    if pair in failed:
+                        continue  # a consumer's later text waits while their earlier one waits for its retry
+                    outcome = _handle(text, facts) if alone else _handle_in_batch(text, facts)
+                    if outcome is None:
+                        failed.add(pair)
+                    else:
+                        done.setdefault(outcome, []).append(text.pk)
             if not alone:
                 _write_held()
             _mark_done(done)
     return len(texts)
+
+
+def _rounds(texts: list[InboundMessage]) -> list[list[InboundMessage]]:
+    """A batch's texts in rounds: each pair's first text, then each pair's second, and so on,
+    each round in arrival order. A round's facts are read once for all its texts (a pair's text
+    may open or end its chat or opt out, so its next one needs them read again): a batch where
+    consumers texted twice costs a few more bulk reads, not a lookup for every second text."""
+    rounds: list[list[InboundMessage]] = []
+    seen: Counter = Counter()
+    for text in texts:
+        pair = (text.to_number, text.from_number)
+        if seen[pair] == len(rounds):
+            rounds.append([])
+        rounds[seen[pair]].append(text)
+        seen[pair] += 1
+    return rounds
 
 
 def _write_held() -> None:
