@@ -11,7 +11,7 @@ moves little with the shared machine's load.
 
     createdb -h 127.0.0.1 -U postgres tern_bench_tasks
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tern_bench_tasks python bench/tasks_cpu.py --consumers 250
-    … --profile /tmp/tasks   (cProfiles /tmp/tasks.worker and /tmp/tasks.sends; python -m pstats)
+    … --profile /tmp/tasks   (CPU-time cProfiles /tmp/tasks.worker and /tmp/tasks.sends; python -m pstats)
 
 It migrates and seeds the demo on an empty database, and deletes what it created afterwards. No
 REDIS_URL: the sends are taken from the ORM broker. The local SMS provider stands in for Twilio
@@ -37,6 +37,11 @@ DEMO_NUMBER = "+15550100001"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--consumers", type=int, default=250, help="consumers, 4 texts each (default 250)")
+    parser.add_argument(
+        "--together", action="store_true",
+        help="store each consumer's 4 texts one after another (a batch then holds several texts of a consumer, as "
+        "when consumers answer at once), not each consumer's first text, then each one's second, and so on",
+    )
     parser.add_argument("--profile", help="write a cProfile of the worker and the sends to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.consumers <= 5000:
@@ -111,15 +116,18 @@ def profiled(profile):
         profile.disable()
 
 
-def store_texts(consumers: list[str]) -> int:
+def store_texts(consumers: list[str], together: bool = False) -> int:
     from chats.intake import store_text
 
     stored = 0
-    for step in range(4):
-        for number in consumers:
-            body = "Hi, I have a question" if step == 0 else "1" if step == 1 else f"Free text {step - 1}"
-            store_text(message_sid="SM" + secrets.token_hex(16), from_number=number, to_number=DEMO_NUMBER, body=body, media=[])
-            stored += 1
+    if together:
+        order = [(step, number) for number in consumers for step in range(4)]
+    else:
+        order = [(step, number) for step in range(4) for number in consumers]
+    for step, number in order:
+        body = "Hi, I have a question" if step == 0 else "1" if step == 1 else f"Free text {step - 1}"
+        store_text(message_sid="SM" + secrets.token_hex(16), from_number=number, to_number=DEMO_NUMBER, body=body, media=[])
+        stored += 1
     return stored
 
 
@@ -188,9 +196,9 @@ def main(argv=None) -> int:
 
     run = secrets.token_hex(2)
     consumers = [f"+1555{int(run, 16) % 1000:03d}{i:04d}" for i in range(args.consumers)]
-    profiles = {"worker": cProfile.Profile(), "sends": cProfile.Profile()} if args.profile else {}
+    profiles = {"worker": cProfile.Profile(time.process_time), "sends": cProfile.Profile(time.process_time)} if args.profile else {}
     try:
-        texts = store_texts(consumers)
+        texts = store_texts(consumers, args.together)
         with Meter() as worker, profiled(profiles.get("worker")):
             handled = process_pending()
         replies = OutboundMessage.objects.filter(to_number__in=consumers).count()
