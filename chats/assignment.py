@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 
 def queue_chat(
     *, chat: Chat, queue: Queue, by: str = "system", send_notice: bool = True, extra_fields: tuple[str, ...] = (),
-    queued_at: dt.datetime | None = None,
+    queued_at: dt.datetime | None = None, entries_before: list | tuple = (),
 ) -> None:
     """Put a chat in a leaf queue: the queued or after-hours text, then try to assign.
     `extra_fields`: chat fields the caller changed, saved in the same UPDATE. `queued_at`: the
-    place in line the chat keeps (a deflected caller's, SPEC B4) instead of now."""
+    place in line the chat keeps (a deflected caller's, SPEC B4) instead of now.
+    `entries_before`: unsaved transcript entries inserted ahead of the notice's, with it."""
     now = timezone.now()
     open_now = is_open(queue, now)
     chat.queue = queue
@@ -60,9 +61,9 @@ def queue_chat(
     if queued_at is not None:
         chat.queued_at = queued_at
         chat.save(update_fields=["queued_at"])
-    if send_notice:
-        notice = transcript.system_text(chat, "queued" if open_now else "after_hours")
-        transcript.send_text(chat=chat, body=queue_position.fill(notice, chat))
+    notice = transcript.system_text(chat, "queued" if open_now else "after_hours") if send_notice else ""
+    if notice or entries_before:
+        transcript.send_texts([(chat, queue_position.fill(notice, chat))] if notice else [], entries_before=entries_before)
     assign_after_commit(queue)
 
 

@@ -131,6 +131,11 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
         held.hold_message(_consumer_entry(chat, inbound))
         held.hold_chat_fields(chat, _consumer_texted(chat))
         return "message"
+    if step == "menu" and not inbound.media:
+        # The answer's transcript entry goes in with the replies' entries, and the chat's last
+        # text time with the step's own UPDATE of the chat.
+        unsaved = tuple(sorted(_consumer_texted(chat)))
+        return _menu_answer(chat, inbound.body, command, chat_settings, unsaved, [_consumer_entry(chat, inbound)])
     message = _record_consumer(chat, inbound)
     if step == "exit":
         services.end_chat(chat=chat, by=DisconnectedBy.END_USER, reason=FinishReason.END_USER_EXIT)
@@ -143,7 +148,7 @@ def _continue_chat(chat: Chat, inbound: InboundMessage, command, chat_settings: 
     if step == "api_reply":
         return _api_chat_reply(chat, chat_settings)
     if step == "menu":
-        return _menu_answer(chat, inbound.body, command, chat_settings)
+        return _menu_answer(chat, inbound.body, command, chat_settings)  # a choice with pictures, recorded above
     if step == "dismissed":
         transcript.send_text(chat=chat, body=chat_settings.dismissed_chat_auto_response)
         assignment.queue_chat(chat=chat, queue=chat.queue, by="end_user", send_notice=False)
@@ -324,8 +329,10 @@ def _enter_queue(
     unsaved transcript entries inserted with theirs (`transcript.send_texts`)."""
     options = _menu_options(queue)
     if not options:
-        transcript.send_texts([(chat, body) for body in texts_before], entries_before=entries_before)
-        assignment.queue_chat(chat=chat, queue=queue, extra_fields=unsaved)
+        if texts_before:
+            transcript.send_texts([(chat, body) for body in texts_before], entries_before=entries_before)
+            entries_before = ()
+        assignment.queue_chat(chat=chat, queue=queue, extra_fields=unsaved, entries_before=entries_before)
         return "queued"
     fields = list(unsaved)
     if chat.menu_queue_id != queue.pk:
@@ -350,24 +357,36 @@ def _fill(pattern: str, number: int, name: str) -> str:
     return pattern.replace("{number}", str(number)).replace("{name}", name)
 
 
-def _menu_answer(chat: Chat, body: str, command, chat_settings: ChatSettings) -> str:
+def _menu_answer(
+    chat: Chat, body: str, command, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (),
+    entries: list[Message] | tuple = (),
+) -> str:
+    """A text in a chat at a menu (or its language menu). `unsaved`, `entries`: the consumer's
+    text not yet written (the chat's changed fields, its transcript entry), which go in with
+    the step's own writes."""
     if not chat.language_chosen:
-        return _language_answer(chat, body, chat_settings)
+        return _language_answer(chat, body, chat_settings, unsaved, entries)
     menu = chat.menu_queue or chat.queue
     if command == Command.BACK:
         parent = menu.parent if menu and menu.parent_id and chat.menu_path else None
         if parent is not None:
             chat.menu_path = chat.menu_path[:-1]
-            return _enter_queue(chat, parent, chat_settings, unsaved=("menu_path",))
-        return _enter_queue(chat, menu, chat_settings)
+            return _enter_queue(chat, parent, chat_settings, unsaved=("menu_path", *unsaved), entries_before=entries)
+        return _enter_queue(chat, menu, chat_settings, unsaved=unsaved, entries_before=entries)
     options = _menu_options(menu)
     choice = _pick(options, body)
     if choice is None:
         invalid = queue_text(menu, "invalid_choice", chat.language, chat_settings.default_language)
-        transcript.send_texts([(chat, invalid), (chat, _menu_text(chat, menu, options, chat_settings))])
+        _save_fields(chat, unsaved)
+        transcript.send_texts([(chat, invalid), (chat, _menu_text(chat, menu, options, chat_settings))], entries_before=entries)
         return "invalid_choice"
     chat.menu_path = [*chat.menu_path, choice.pk]
-    return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path",))
+    return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path", *unsaved), entries_before=entries)
+
+
+def _save_fields(chat: Chat, fields: tuple[str, ...]) -> None:
+    if fields:
+        chat.save(update_fields=sorted(set(fields)))
 
 
 def _pick(options: list[Queue], body: str) -> Queue | None:
@@ -381,7 +400,9 @@ def _pick(options: list[Queue], body: str) -> Queue | None:
     return None
 
 
-def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
+def _language_answer(
+    chat: Chat, body: str, chat_settings: ChatSettings, unsaved: tuple[str, ...] = (), entries: list[Message] | tuple = ()
+) -> str:
     queue = chat.queue
     languages = [code for code in chat_settings.enabled_languages or [] if not queue.languages or code in queue.languages]
     answer = " ".join((body or "").split()).lower()
@@ -391,8 +412,9 @@ def _language_answer(chat: Chat, body: str, chat_settings: ChatSettings) -> str:
     else:
         chosen = next((code for code in languages if answer in {code, language_name(code).lower()}), None)
     if chosen is None:
-        transcript.send_text(chat=chat, body=_language_menu(languages))
+        _save_fields(chat, unsaved)
+        transcript.send_texts([(chat, _language_menu(languages))], entries_before=entries)
         return "invalid_language"
     chat.language = chosen
     chat.language_chosen = True
-    return _enter_queue(chat, queue, chat_settings, unsaved=("language", "language_chosen"))
+    return _enter_queue(chat, queue, chat_settings, unsaved=("language", "language_chosen", *unsaved), entries_before=entries)

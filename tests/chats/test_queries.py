@@ -13,7 +13,7 @@ import zoneinfo
 import pytest
 
 from chats import intake, services
-from chats.models import Chat, ChatStatus, Message
+from chats.models import Author, Chat, ChatStatus, Message
 from sms.models import InboundMessage, InboundState, MessageStatus, OutboundMessage
 from sms.send_queue import SEND_MANY, SEND_ONE
 from tests.api_client import make_api
@@ -40,8 +40,10 @@ TEXT_IN_A_CHAT_MAX = 9
 # request path, then 30, then 29 with an INSERT for each reply and each transcript entry, then 25
 # with a savepoint of its own.
 FIRST_TEXT_MAX = 22
-# The menu choice that queues the chat, with the queued text; was 22 with a savepoint of its own.
-MENU_CHOICE_MAX = 20
+# The menu choice that queues the chat, with the queued text (the choice's transcript entry goes in
+# with the text's, and its last text time with the chat's move to the queue); was 22 with a
+# savepoint of its own, 19 with an INSERT and an UPDATE of its own.
+MENU_CHOICE_MAX = 17
 # The agent's reply, without the send task that runs after commit.
 AGENT_REPLY_MAX = 12
 
@@ -145,6 +147,10 @@ def test_a_menu_choice_costs_a_bounded_number_of_queries(
     chat = Message.objects.filter(body="1").get().chat
     assert (chat.status, chat.queue) == (ChatStatus.QUEUED, support.billing)
     assert task_queue()[0] == 4
+    # The choice in the transcript, ahead of the queued text; its time on the chat.
+    *_, choice, queued = chat.messages.order_by("pk")
+    assert (choice.author, choice.body, queued.author) == (Author.CONSUMER, "1", Author.SYSTEM)
+    assert chat.last_consumer_message_at > chat.created_at
 
 
 @pytest.mark.parametrize("earlier", [0, 1000])
