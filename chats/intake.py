@@ -7,7 +7,8 @@ acknowledged; batch workers then run the conversation for many pending texts at 
                            InboundWake row, says one is already on its way)
     run() / sweep()     ─▶ process_batch() until nothing is pending: texts claimed in arrival
                            order (FOR UPDATE SKIP LOCKED on PostgreSQL), handled by chats.flow in
-                           one transaction (run again with a savepoint per text when one fails)
+                           one transaction (run again with a savepoint per text when one fails),
+                           in rounds of one text per consumer (`_rounds`)
 
 Order: a consumer's texts to one portal number are handled in arrival order. A batch takes a
 pair's texts only from the pair's oldest pending one on, and only as many as it holds in a row:
@@ -45,7 +46,7 @@ from sms.statuses import held_status_events
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
-# From this many texts a batch reads their numbers, chats, opt-outs and the command words once.
+# From this many texts a batch's round reads their numbers, chats, opt-outs and the command words once.
 BATCH_FACTS_FROM = 3
 MAX_ATTEMPTS = 3
 # Seconds before the 2nd and 3rd tries of a text whose handling failed.
