@@ -205,10 +205,15 @@ def test_a_batch_of_first_texts_costs_less_per_text_and_sends_in_few_tasks(
 # assignment run after commit. Nothing per text (each was an INSERT and an UPDATE of its own, and
 # a savepoint).
 BATCH_IN_CHATS_MAX = 12
+# The same when each consumer texted twice: the batch runs in rounds, each pair's first text and
+# then each pair's second, the round's facts read once for all its texts (a pair's second text
+# looked its chat up alone, and wrote what the batch held so far, before: 3 queries a consumer).
+BATCH_TWICE_IN_CHATS_MAX = 16
 
 
+@pytest.mark.parametrize("texts, max_queries", [(1, BATCH_IN_CHATS_MAX), (2, BATCH_TWICE_IN_CHATS_MAX)])
 def test_a_batch_of_texts_in_chats_costs_the_same_whatever_its_size(
-    client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
+    texts, max_queries, client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
     consumers = [f"+1555766{n:04d}" for n in range(20)]
     for consumer in consumers:
@@ -216,46 +221,20 @@ def test_a_batch_of_texts_in_chats_costs_the_same_whatever_its_size(
         store(client, "1", django_capture_on_commit_callbacks, consumer=consumer)
     with django_capture_on_commit_callbacks(execute=True):
         intake.process_pending()
+    bodies = ["Still waiting, {}", "Hello? {}"][:texts]
     for consumer in consumers:
-        store(client, f"Still waiting, {consumer}", django_capture_on_commit_callbacks, consumer=consumer)
+        for body in bodies:
+            store(client, body.format(consumer), django_capture_on_commit_callbacks, consumer=consumer)
 
-    with django_assert_max_num_queries(BATCH_IN_CHATS_MAX), django_capture_on_commit_callbacks(execute=True):
-        assert intake.process_batch() == len(consumers)
+    with django_assert_max_num_queries(max_queries), django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == texts * len(consumers)
 
     for chat in Chat.objects.filter(consumer_number__in=consumers):
         assert chat.status == ChatStatus.QUEUED
-        assert chat.messages.order_by("pk").last().body == f"Still waiting, {chat.consumer_number}"
+        said = [m.body for m in chat.messages.order_by("pk")][-texts:]
+        assert said == [body.format(chat.consumer_number) for body in bodies]
         assert chat.last_consumer_message_at > chat.created_at
     assert task_queue()[0] == 4 * len(consumers)  # no reply to a text in the queue
-
-
-# The same when each consumer texted twice: the batch runs in rounds, each pair's first text and
-# then each pair's second, the round's facts read once for all its texts (a pair's second text
-# looked its chat up alone, and wrote what the batch held so far, before: 3 queries a consumer).
-BATCH_TWICE_IN_CHATS_MAX = 16
-
-
-def test_a_batch_where_each_consumer_texted_twice_costs_the_same_whatever_its_size(
-    client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
-):
-    consumers = [f"+1555767{n:04d}" for n in range(20)]
-    for consumer in consumers:
-        store(client, "Hi", django_capture_on_commit_callbacks, consumer=consumer)
-        store(client, "1", django_capture_on_commit_callbacks, consumer=consumer)
-    with django_capture_on_commit_callbacks(execute=True):
-        intake.process_pending()
-    for consumer in consumers:
-        store(client, f"Still waiting, {consumer}", django_capture_on_commit_callbacks, consumer=consumer)
-        store(client, f"Hello? {consumer}", django_capture_on_commit_callbacks, consumer=consumer)
-
-    with django_assert_max_num_queries(BATCH_TWICE_IN_CHATS_MAX), django_capture_on_commit_callbacks(execute=True):
-        assert intake.process_batch() == 2 * len(consumers)
-
-    for chat in Chat.objects.filter(consumer_number__in=consumers):
-        assert chat.status == ChatStatus.QUEUED
-        assert [m.body for m in chat.messages.order_by("pk")][-2:] == [
-            f"Still waiting, {chat.consumer_number}", f"Hello? {chat.consumer_number}"
-        ]
 
 
 @pytest.fixture
