@@ -338,8 +338,7 @@ def _enter_queue(
     if chat.menu_queue_id != queue.pk:
         chat.menu_queue = queue
         fields.append("menu_queue")
-    if fields:
-        chat.save(update_fields=fields)
+    _save_fields(chat, fields)
     transcript.send_texts(
         [(chat, body) for body in [*texts_before, _menu_text(chat, queue, options, chat_settings)]],
         entries_before=entries_before,
@@ -384,7 +383,7 @@ def _menu_answer(
     return _enter_queue(chat, choice, chat_settings, unsaved=("menu_path", *unsaved), entries_before=entries)
 
 
-def _save_fields(chat: Chat, fields: tuple[str, ...]) -> None:
+def _save_fields(chat: Chat, fields) -> None:
     if fields:
         chat.save(update_fields=sorted(set(fields)))
 

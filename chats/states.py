@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from django.db.models import F
-from django.db.models.signals import post_save
 from django.utils import timezone
 
-from chats import events, held
+from chats import event_webhooks, events, held
 from chats.deadlines import DeadlineFacts, recompute_deadline
 from chats.models import Chat, ChatEvent, ChatEventKind, ChatStatus
 from portal.models import ChatSettings
@@ -87,8 +86,8 @@ def transition_many(
     """`transition` for many chats at once (the timers' sweeper expiring a batch): the same table,
     stamps, ChatEvents, deadlines and broadcasts, in an UPDATE per set of new values (the chats
     of a batch share them but for a field or two, like the finish reason) and one INSERT. `data`
-    holds each chat's event data by chat id. Each ChatEvent is announced (post_save) as a saved
-    one is, so the event webhooks hear of it. The caller holds the chats' row locks inside a
+    holds each chat's event data by chat id. Each ChatEvent is told to the event webhooks as a
+    saved one is (`event_webhooks.announce`). The caller holds the chats' row locks inside a
     transaction; nothing is changed when one of them may not move."""
     for chat in chats:
         if not can_transition(chat, new_status):
@@ -128,8 +127,6 @@ def transition_many(
         ]
     )
     for event in created:
-        post_save.send(
-            sender=ChatEvent, instance=event, created=True, update_fields=None, raw=False, using=event._state.db
-        )
+        event_webhooks.announce(event)
     for chat in chats:
         events.chat_updated(chat, previous_status=previous[chat.pk])
