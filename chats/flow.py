@@ -47,8 +47,7 @@ log = logging.getLogger(__name__)
 def handle_inbound(inbound: InboundMessage, facts: inbound_facts.BatchFacts | None = None) -> str:
     """Act on one stored inbound text; returns the outcome (kept on the InboundMessage by the
     batch worker, chats.intake). The caller holds a transaction; `facts`, the batch's lookups."""
-    if held.holds(inbound.from_number):
-        held.write_held()  # what the consumer's earlier texts held first: this one may read or change it
+    held.write_first(inbound.from_number)  # what the consumer's earlier texts held: this one may read or change it
     outcome = _handle(inbound, facts)
     log.info("inbound %s from=%s to=%s: %s", inbound.message_sid, inbound.from_number, inbound.to_number, outcome)
     return outcome
@@ -59,6 +58,7 @@ def _reply(inbound: InboundMessage, body: str, *, ignore_do_not_contact: bool = 
         return None
     if chat is not None:
         return transcript.send_text(chat=chat, body=body)
+    held.write_first(inbound.from_number)  # a reply a batch held goes out first
     return queue_sms(
         to=inbound.from_number, from_number=inbound.to_number, body=body, ignore_do_not_contact=ignore_do_not_contact
     )

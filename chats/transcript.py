@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from chats import events
+from chats import events, held
 from chats.models import (
     Author,
     Chat,
@@ -25,6 +25,7 @@ def add_message(
 
 def add_entry(message: Message) -> Message:
     """An unsaved transcript entry saved, and pushed to the chat's page after commit."""
+    held.write_first(message.chat.consumer_number)  # what a batch held goes in first
     message.save(force_insert=True)
     events.message_created(message)
     return message
@@ -39,6 +40,7 @@ def send_text(
     confirmation of an opt-out."""
     if not body and not media_urls:
         return None
+    held.write_first(chat.consumer_number)  # a reply a batch held goes out first
     outbound = queue_sms(
         to=chat.consumer_number,
         from_number=chat.portal_number.number,
@@ -60,28 +62,31 @@ def send_texts(
     pipeline together (`queue_sms_many`: the same checks as `send_text`'s) and into the
     transcripts with one INSERT. An empty body sends nothing. `entries_before`: unsaved
     transcript entries that go in first with the same INSERT (a new chat's first text, ahead of
-    its replies). Returns the system texts' entries."""
+    its replies). Inside a batch of inbound texts (`held.holding()`), they are held and go
+    through the pipeline and in with the batch's others (chats.held). Returns the system texts'
+    entries (unsaved while held)."""
     texts = [(chat, body) for chat, body in texts if body]
     entries = list(entries_before)
     if not texts and not entries:
         return []
-    outbound = queue_sms_many(
-        [
-            {
-                "to": chat.consumer_number,
-                "from_number": chat.portal_number.number,
-                "portal_number": chat.portal_number,
-                "body": body,
-                "kind": kind,
-                "notify_group": events.chat_group(chat.pk),
-            }
-            for chat, body in texts
-        ]
-    ) if texts else []
-    messages = Message.objects.bulk_create(
-        entries
-        + [Message(chat=chat, author=Author.SYSTEM, body=body, outbound=sent) for (chat, body), sent in zip(texts, outbound)]
-    )
+    requests = [
+        {
+            "to": chat.consumer_number,
+            "from_number": chat.portal_number.number,
+            "portal_number": chat.portal_number,
+            "body": body,
+            "kind": kind,
+            "notify_group": events.chat_group(chat.pk),
+        }
+        for chat, body in texts
+    ]
+    replies = [Message(chat=chat, author=Author.SYSTEM, body=body) for chat, body in texts]
+    if held.holding():
+        held.hold_replies(entries, replies, requests)
+        return replies
+    for reply, outbound in zip(replies, queue_sms_many(requests) if requests else []):
+        reply.outbound = outbound
+    messages = Message.objects.bulk_create(entries + replies)
     for message in messages:
         events.message_created(message)
     return messages[len(entries):]

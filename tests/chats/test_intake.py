@@ -11,10 +11,11 @@ import datetime as dt
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 import chats.flow
-from chats import intake, services
+import chats.transcript
+from chats import held, intake, services
 from chats.models import (
     Author,
     Chat,
@@ -181,6 +182,25 @@ def test_a_chat_opened_and_ended_in_one_batch_has_its_participant_and_events_wri
     assert list(ChatEvent.objects.filter(chat=chat).order_by("at", "pk").values_list("kind", flat=True)) == [
         ChatEventKind.CREATED, ChatEventKind.FINISHED
     ]
+
+
+def test_a_reply_held_for_the_batch_end_goes_out_before_one_sent_at_once(support, django_capture_on_commit_callbacks):
+    """Inside a batch the system's replies are held and queued with the batch's others at its end
+    (chats.held); a text sent to the same consumer at once meanwhile goes after them, in the
+    consumer's queue of texts and in the transcript, never ahead."""
+    stored("Hi"), stored("1")
+    handle_all(django_capture_on_commit_callbacks)
+    chat = Chat.objects.get()
+    before = replies()
+
+    with django_capture_on_commit_callbacks(execute=True), held.held_writes(), transaction.atomic():
+        chats.transcript.send_texts([(chat, "Held first")])
+        assert replies() == before  # held
+        chats.transcript.send_text(chat=chat, body="Sent at once")
+        held.write_held()
+
+    assert replies()[len(before):] == ["Held first", "Sent at once"]
+    assert [body for _, body in transcript(chat)][-2:] == ["Held first", "Sent at once"]
 
 
 def test_in_a_batch_only_consumers_new_to_the_number_get_the_opt_in_message(support, django_capture_on_commit_callbacks):

@@ -178,9 +178,11 @@ def test_a_text_in_a_queued_chat_costs_a_bounded_number_of_queries(
 # joined the batch's reads and the chat's deadline its INSERT, 14 before its three replies and
 # their transcript entries went in with one INSERT each, 10 before a batch ran without a savepoint
 # per text, 7 before the new chats' participants and events went in with one INSERT each for the
-# batch (chats.held).
-BATCH_FIXED_MAX = 19
-PER_FIRST_TEXT_MAX = 5
+# batch (chats.held), 5 before the replies and their transcript entries went in with the batch's
+# others (chats.held): what is left is the chat's INSERT, in a savepoint (another text of the
+# consumer's may have made it a moment ago). 118 queries for 20 texts before, 81 after.
+BATCH_FIXED_MAX = 21
+PER_FIRST_TEXT_MAX = 3
 
 
 def test_a_batch_of_first_texts_costs_less_per_text_and_sends_in_few_tasks(
@@ -209,6 +211,12 @@ BATCH_IN_CHATS_MAX = 12
 # then each pair's second, the round's facts read once for all its texts (a pair's second text
 # looked its chat up alone, and wrote what the batch held so far, before: 3 queries a consumer).
 BATCH_TWICE_IN_CHATS_MAX = 16
+# A batch of menu choices, one per consumer, each entering its queue: the batch's reads, the
+# choices' and the queued notices' transcript entries and the notices themselves with the
+# batch's others (chats.held); per choice, the chat's UPDATE to queued. 76 queries for 20
+# choices when each choice's entries and notice went in on their own, 38 since.
+BATCH_MENU_FIXED_MAX = 18
+PER_MENU_CHOICE_MAX = 1
 
 
 @pytest.mark.parametrize("texts, max_queries", [(1, BATCH_IN_CHATS_MAX), (2, BATCH_TWICE_IN_CHATS_MAX)])
@@ -235,6 +243,29 @@ def test_a_batch_of_texts_in_chats_costs_the_same_whatever_its_size(
         assert said == [body.format(chat.consumer_number) for body in bodies]
         assert chat.last_consumer_message_at > chat.created_at
     assert task_queue()[0] == 4 * len(consumers)  # no reply to a text in the queue
+
+
+def test_a_batch_of_menu_choices_costs_less_per_text(
+    client, support, task_queue, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    consumers = [f"+1555767{n:04d}" for n in range(20)]
+    for consumer in consumers:
+        store(client, "Hi", django_capture_on_commit_callbacks, consumer=consumer)
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.process_pending()
+    for consumer in consumers:
+        store(client, "1", django_capture_on_commit_callbacks, consumer=consumer)
+
+    with django_assert_max_num_queries(BATCH_MENU_FIXED_MAX + PER_MENU_CHOICE_MAX * len(consumers)), \
+            django_capture_on_commit_callbacks(execute=True):
+        assert intake.process_batch() == len(consumers)
+
+    for chat in Chat.objects.filter(consumer_number__in=consumers):
+        assert (chat.status, chat.queue) == (ChatStatus.QUEUED, support.billing)
+        *_, choice, queued = chat.messages.order_by("pk")
+        assert (choice.author, choice.body, queued.author) == (Author.CONSUMER, "1", Author.SYSTEM)
+        assert queued_replies(chat.consumer_number)[-1] == queued.body
+    assert task_queue()[0] == 4 * len(consumers)
 
 
 @pytest.fixture
