@@ -26,6 +26,7 @@ from django.db import connection
 
 from chats import event_webhooks, events
 from chats.models import Chat, ChatEvent, Message, Participant
+from portal.bulk import update_each
 from sms.pipeline import queue_sms_many
 
 
@@ -128,6 +129,6 @@ def write_held() -> None:
     for chat, fields in chats.values():
         by_fields.setdefault(fields, []).append(chat)
     for fields, group in by_fields.items():
-        Chat.objects.bulk_update(group, sorted(fields))
+        update_each(Chat, group, sorted(fields))
     for message in messages:
         events.message_created(message)

@@ -19,6 +19,7 @@ from chats.models import (
     DisconnectedBy,
 )
 from chats.states import transition
+from portal.bulk import update_each
 from portal.models import ChatSettings
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
@@ -110,7 +111,7 @@ def _act_on_batch(due: list[Chat], *, now: dt.datetime, failed: set[int], shared
         else:
             expiring.append(chat)
     if moved:
-        Chat.objects.bulk_update(moved, ["deadline_at", "deadline_kind"])
+        update_each(Chat, moved, ["deadline_at", "deadline_kind"])
     acted = 0
     one_by_one = dismissing
     if expiring:

@@ -8,10 +8,11 @@ import contextvars
 import datetime as dt
 import logging
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from portal import event_webhooks
+from portal.bulk import update_each
 from portal.models import WebhookEvent
 from portal.realtime import publish_on_commit
 from sms.models import FINAL_STATUSES, STATUS_RANK, MessageStatus, MessageStatusEvent, OutboundMessage, PendingProviderStatus
@@ -218,21 +219,11 @@ def _apply_statuses_locked(forward: dict[str, list[str]], early: dict[str, list]
 
 
 def _save_sids(sids: dict[int, str], now) -> None:
-    """One UPDATE for many messages' sids (the send is over: no next try, no lease). Django's
-    bulk_update builds a CASE expression per row through the ORM, costlier than the send."""
-    table = connection.ops.quote_name(OutboundMessage._meta.db_table)
-    column = connection.ops.quote_name
-    whens = " ".join(["WHEN %s THEN %s"] * len(sids))
-    cleared = ", ".join(f"{column(name)} = NULL" for name in ("next_attempt_at", "lease_until", "attempt_started_at"))
-    sql = (
-        f"UPDATE {table} SET {column('provider_sid')} = CASE {column('id')} {whens} END, "
-        f"{column('error_code')} = %s, {cleared}, {column('updated_at')} = %s "
-        f"WHERE {column('id')} IN ({', '.join(['%s'] * len(sids))})"
+    """One UPDATE for many messages' sids (the send is over: no next try, no lease)."""
+    update_each(
+        OutboundMessage, [OutboundMessage(pk=pk, provider_sid=sid) for pk, sid in sids.items()], ["provider_sid"],
+        error_code="", next_attempt_at=None, lease_until=None, attempt_started_at=None, updated_at=now,
     )
-    stamp = OutboundMessage._meta.get_field("updated_at").get_db_prep_value(now, connection)
-    params = [value for pair in sids.items() for value in pair] + ["", stamp, *sids]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _update_alike(messages: list[OutboundMessage], fields: list[str]) -> None:
