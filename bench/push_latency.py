@@ -391,8 +391,8 @@ async def main_async(args, seats: list[Seat], numbers: list[str]) -> dict:
             except asyncio.TimeoutError:
                 return
             holder[number] = agent_id
-            # Assignment runs after the choice commits, inside the same request: the frame
-            # usually comes before that request's 200, so it is timed from the request.
+            # Assignment runs after the batch worker handled the choice (it came inside the
+            # request before issue 10): timed from the request.
             assign_ms.append((heard - sent) * 1000)
 
         started = time.perf_counter()
@@ -540,8 +540,9 @@ def main(argv=None) -> int:
     early = sum(value < 0 for value in after_200)
 
     print()
-    # The push leaves at commit, inside the request, so the frame often beats the HTTP 200:
-    # such a frame was already on the agent's screen when Twilio got its answer (0 ms).
+    # The webhook stores the text and answers; the push leaves when the batch worker that handled
+    # it commits, after the 200 (before issue 10 it left inside the request and often beat the
+    # 200: such a frame, already on the agent's screen when Twilio got its answer, counts as 0).
     print(f"200 → frame         {summarise([max(0.0, value) for value in after_200])}")
     print(f"  signed            {summarise(after_200)}, min {min(after_200, default=0):.1f} ms")
     print(f"  frames ahead of their 200: {early} of {len(after_200)}")
