@@ -29,11 +29,11 @@ def update_each(model: type[Model], rows: list[Model], fields: list[str], **same
             case = f"CAST({case} AS {field.cast_db_type(connection)})"
         assignments.append(f"{quote(field.column)} = {case}")
         for row in rows:
-            params += [row.pk, field.get_db_prep_save(getattr(row, field.attname), connection)]
+            params += [row.pk, _prepared(field, getattr(row, field.attname))]
     for name, value in same.items():
         field = meta.get_field(name)
         assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
+        params.append(_prepared(field, value))
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
         f"WHERE {pk} IN ({', '.join(['%s'] * len(rows))})"
@@ -41,3 +41,11 @@ def update_each(model: type[Model], rows: list[Model], fields: list[str], **same
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *(row.pk for row in rows)])
         return cursor.rowcount
+
+
+def _prepared(field, value):
+    """The value as the database takes it; an expression (F("version") + 1) is refused plainly,
+    not left for the database to choke on."""
+    if hasattr(value, "resolve_expression"):
+        raise TypeError(f"update_each takes plain values, not an expression, for {field.name}: {value!r}")
+    return field.get_db_prep_save(value, connection)

@@ -311,11 +311,12 @@ def queue_sms_many(requests: list[dict]) -> list[OutboundMessage]:
     """`queue_sms` for many messages at once, for work that texts many consumers in one go (the
     chat timers' sweeper expiring a batch of chats, a batch of inbound texts' held replies).
     Each request holds queue_sms's keyword arguments, and may hold the sending `portal_number`
-    row when the caller has it at hand (it is not looked up again). The same checks in the same order, with the same outcomes, at a
-    cost that does not grow with the number of messages: one query for the portal numbers not
-    given, one for the do-not-contact list, one insert for the messages and one for their first status events, and
-    one after-commit enqueue of all their send tasks. Kinds the duplicate limiter applies to go
-    through `queue_sms` one by one (its check and insert are one locked step per pair of numbers).
+    row when the caller has it at hand (it is not looked up again). The same checks in the same
+    order, with the same outcomes, at a cost that does not grow with the number of messages: one
+    query for the portal numbers not given, one for the do-not-contact list, one insert for the
+    messages and one for their first status events, and one after-commit enqueue of all their
+    send tasks. Kinds the duplicate limiter applies to go through `queue_sms` one by one (its
+    check and insert are one locked step per pair of numbers).
     Returns the messages in the order asked (the limited ones are made last). Raises SendRefused
     when one of them is refused: for its size before anything is saved; as a duplicate after the
     others were, so a caller that goes on rolls its savepoint back."""

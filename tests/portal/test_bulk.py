@@ -37,3 +37,14 @@ def test_each_row_gets_its_own_values_and_the_shared_ones_in_one_statement(djang
 def test_no_rows_is_no_statement(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert update_each(OutboundMessage, [], ["segments"]) == 0
+
+
+def test_an_expression_is_refused_before_anything_is_written():
+    from django.db.models import F
+
+    row = OutboundMessage.objects.create(to_number="+15557650001", from_number="+15550100001", body="Hi")
+    row.segments = F("segments") + 1
+
+    with pytest.raises(TypeError, match="plain values"):
+        update_each(OutboundMessage, [row], ["segments"])
+    assert OutboundMessage.objects.get(pk=row.pk).segments == 1
