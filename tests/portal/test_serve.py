@@ -123,6 +123,13 @@ def health(port: int, timeout: float = 10) -> int:
         conn.close()
 
 
+def logged(output) -> str:
+    """The end of what serve and its children printed so far, read through a handle of its own
+    (theirs share the file's offset)."""
+    with open(output.name) as log_file:
+        return log_file.read()[-6000:]
+
+
 @pytest.fixture
 def serve(tmp_path):
     """Start `manage.py serve` in its own session, on a port of its own and an SQLite file of its
@@ -186,7 +193,8 @@ def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how)
         for pid in paused:
             os.kill(pid, signal.SIGSTOP)
         try:
-            assert [health(port, timeout=STARTUP_SECONDS), health(port), health(port)] == [200, 200, 200]
+            answers = [health(port, timeout=STARTUP_SECONDS), health(port), health(port)]
+            assert answers == [200, 200, 200], f"web {answering} alone answered {answers}; serve's log:\n{logged(output)}"
         finally:
             for pid in paused:
                 os.kill(pid, signal.SIGCONT)
