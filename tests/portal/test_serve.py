@@ -123,6 +123,27 @@ def health(port: int, timeout: float = 10) -> int:
         conn.close()
 
 
+def holds_file_locks(pid: int) -> bool:
+    """Whether the process holds a POSIX lock (SQLite's) on any file: /proc/locks names its pid."""
+    with open("/proc/locks") as locks:  # "1: POSIX  ADVISORY  WRITE <pid> …", "1: -> POSIX …" for a waiter
+        return any(line.replace("->", "").split()[4] == str(pid) for line in locks if line.strip())
+
+
+def pause_when_unlocked(pid: int, timeout: float = STARTUP_SECONDS) -> None:
+    """SIGSTOP the process at a moment it holds no file lock. A web process closes its SQLite
+    connection after it has answered; the last connection to close checkpoints the WAL under
+    SQLite's exclusive lock, and a process paused in that moment keeps the lock: every other
+    process's next query then waits for it (busy, then /healthz's 503) until it runs again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not holds_file_locks(pid):
+            return
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"process {pid} kept a file lock for {timeout} s"
+        time.sleep(0.01)
+
+
 def logged(output) -> str:
     """The end of what serve and its children printed so far, read through a handle of its own
     (theirs share the file's offset)."""
@@ -191,7 +212,7 @@ def test_two_web_processes_answer_on_one_port_and_stop_with_the_rest(serve, how)
     for answering in web:
         paused = [pid for pid in web if pid != answering]
         for pid in paused:
-            os.kill(pid, signal.SIGSTOP)
+            pause_when_unlocked(pid)
         try:
             answers = [health(port, timeout=STARTUP_SECONDS), health(port), health(port)]
             assert answers == [200, 200, 200], f"web {answering} alone answered {answers}; serve's log:\n{logged(output)}"
