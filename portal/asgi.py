@@ -1,11 +1,17 @@
-"""ASGI entry point: Django for HTTP (Twilio's SMS webhooks without the pages' middleware,
-portal.webhook_asgi), counted for /metrics (portal.metrics), Channels for the agent's and the supervisors' websockets."""
+"""ASGI entry point: Django for HTTP (each request on a thread of its own, kept for later
+requests: portal.http_threads; Twilio's SMS webhooks without the pages' middleware:
+portal.webhook_asgi), counted for /metrics (portal.metrics), Channels for the agent's and the
+supervisors' websockets."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+
+from portal.http_threads import ThreadReusingHandler  # noqa: E402  (needs Django set up first)
+
+django_asgi_app = ThreadReusingHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

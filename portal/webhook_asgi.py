@@ -3,15 +3,16 @@ short). A provider's POST carries no session, no user and no CSRF token, and its
 security headers or messages; under ASGI each sync middleware also costs thread hops. So the
 paths below are served by a Django handler with an empty middleware chain: the same URLconf and
 views, which check the Twilio signature themselves. Everything else goes through the full one."""
-from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+
+from portal.http_threads import ThreadReusingHandler
 
 # The inbound SMS and the status callback: the webhooks that come in bursts.
 LEAN_PATHS = frozenset({"/sms/twilio/inbound/", "/sms/twilio/status/"})
 
 
-class LeanHandler(ASGIHandler):
-    """An ASGIHandler whose middleware chain is the view alone."""
+class LeanHandler(ThreadReusingHandler):
+    """A Django handler whose middleware chain is the view alone."""
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
