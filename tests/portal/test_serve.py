@@ -123,21 +123,26 @@ def health(port: int, timeout: float = 10) -> int:
         conn.close()
 
 
-def holds_file_locks(pid: int) -> bool:
-    """Whether the process holds a POSIX lock (SQLite's) on any file: /proc/locks names its pid."""
+def holds_write_locks(pid: int) -> bool:
+    """Whether the process holds an exclusive POSIX lock (SQLite's) on any file: /proc/locks
+    names its pid. An open SQLite connection in WAL mode holds a shared one all along."""
     with open("/proc/locks") as locks:  # "1: POSIX  ADVISORY  WRITE <pid> …", "1: -> POSIX …" for a waiter
-        return any(line.replace("->", "").split()[4] == str(pid) for line in locks if line.strip())
+        for line in locks:
+            fields = line.replace("->", "").split()
+            if fields and fields[3] == "WRITE" and fields[4] == str(pid):
+                return True
+    return False
 
 
 def pause_when_unlocked(pid: int, timeout: float = STARTUP_SECONDS) -> None:
-    """SIGSTOP the process at a moment it holds no file lock. A web process closes its SQLite
-    connection after it has answered; the last connection to close checkpoints the WAL under
-    SQLite's exclusive lock, and a process paused in that moment keeps the lock: every other
+    """SIGSTOP the process at a moment it holds no exclusive file lock. A web process closes its
+    SQLite connection after it has answered; the last connection to close checkpoints the WAL
+    under SQLite's exclusive lock, and a process paused in that moment keeps the lock: every other
     process's next query then waits for it (busy, then /healthz's 503) until it runs again."""
     deadline = time.monotonic() + timeout
     while True:
         os.kill(pid, signal.SIGSTOP)
-        if not holds_file_locks(pid):
+        if not holds_write_locks(pid):
             return
         os.kill(pid, signal.SIGCONT)
         assert time.monotonic() < deadline, f"process {pid} kept a file lock for {timeout} s"
