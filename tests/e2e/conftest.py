@@ -163,9 +163,9 @@ def asgi_server(django_db_setup):
         # blocks database access, and fill the logs.
         patch.setattr("chats.consumers.ensure_relay", lambda: None)
         patch.setattr("portal.monitoring.consumers.ensure_relay", lambda: None)  # the supervisors' socket
-        # Each ASGI request runs in a thread of its own, so a persistent connection is never
-        # reused there; it only lingers until garbage collection and keeps PostgreSQL from
-        # dropping the test database at the end. Close them at the end of each request.
+        # A persistent connection would stay open in the threads the server keeps for later
+        # requests (portal.http_threads) and keep PostgreSQL from dropping the test database at
+        # the end. Close them at the end of each request.
         for alias in connections:
             patch.setitem(connections[alias].settings_dict, "CONN_MAX_AGE", 0)
         server = LiveAsgi()
