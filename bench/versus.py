@@ -161,7 +161,7 @@ def start_tern(kind: str, work: Path, web_workers: int) -> Server:
 
 def start_baseline(kind: str, work: Path, web_workers: int) -> Server:
     env = _base_env()
-    env.update(PYTHONPATH=str(BENCH), DJANGO_SETTINGS_MODULE="baseline.settings")
+    env.update(PYTHONPATH=os.pathsep.join([str(BENCH), str(ROOT)]), DJANGO_SETTINGS_MODULE="baseline.settings")  # ROOT: portal.http_threads
     log = work / "baseline.log"
     if kind == "postgres":
         env["BASELINE_DATABASE_URL"] = _fresh_postgres("baseline_vs")

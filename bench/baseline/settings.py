@@ -1,7 +1,8 @@
 """Settings of the baseline webhook: the same Django, the same database kind as Tern's run.
 
 BASELINE_DATABASE_URL (postgres://…, with psycopg's pool as Tern's web process has it) or
-BASELINE_SQLITE (a file path, WAL and IMMEDIATE transactions as Tern's SQLite)."""
+BASELINE_SQLITE (a file path, WAL and IMMEDIATE transactions as Tern's SQLite, the connections
+kept as Tern's web process keeps them)."""
 import os
 
 import dj_database_url
@@ -27,6 +28,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("BASELINE_SQLITE", "/tmp/tern-baseline.sqlite3"),
+            "CONN_MAX_AGE": 60,
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
