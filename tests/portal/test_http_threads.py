@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+from django.db import connection
 from django.http import HttpResponse
 from django.urls import path
 
@@ -23,7 +24,13 @@ def meet(request):
     return HttpResponse(str(threading.get_ident()))
 
 
-urlpatterns = [path("where/", where), path("meet/", meet)]
+def query(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse(str(threading.get_ident()))
+
+
+urlpatterns = [path("where/", where), path("meet/", meet), path("query/", query)]
 
 
 async def get(app, url: str) -> tuple[int, str]:
@@ -91,3 +98,24 @@ def test_no_more_threads_are_kept_idle_than_the_limit():
 def test_only_http_is_served():
     with pytest.raises(ValueError, match="only handle ASGI/HTTP"):
         asyncio.run(ThreadReusingHandler()({"type": "websocket"}, None, None))
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the web process's connection pool is PostgreSQL's")
+@pytest.mark.urls(__name__)
+@pytest.mark.django_db
+def test_a_kept_thread_gives_its_database_connection_back_when_its_request_ends():
+    """The web process draws PostgreSQL connections from psycopg's pool (CONN_MAX_AGE 0): a
+    thread kept idle with its request's connection still out would drain the pool (10 per
+    process) after ten requests. Each request's connection goes back when it ends."""
+    app = ThreadReusingHandler()
+
+    async def requests():
+        answers = [await get(app, "/query/") for _ in range(3)]
+        return answers + list(await asyncio.gather(*(get(app, "/query/") for _ in range(4))))
+
+    answers = asyncio.run(requests())
+    assert {status for status, _ in answers} == {200}
+    assert app._idle, "no thread was kept"
+    for executor in app._idle:
+        assert executor.submit(lambda: connection.connection is None).result(timeout=10)
