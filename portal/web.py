@@ -19,6 +19,8 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
 
+from portal.gc_freeze import freeze_startup
+
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10
@@ -69,6 +71,7 @@ class DrainingServer(Server):
         from twisted.internet import reactor
 
         def install():
+            freeze_startup()  # the application is loaded: its objects need no collecting
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: reactor.callFromThread(self.drain))
 

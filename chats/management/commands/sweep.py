@@ -5,6 +5,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from chats.sweepers import run_sweepers
+from portal.gc_freeze import freeze_startup
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        freeze_startup()
         while not stopping:
             try:
                 run_sweepers()
