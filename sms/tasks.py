@@ -105,12 +105,14 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
             del messages[pk]
     due = sorted(messages.values(), key=lambda m: m.pk)  # per recipient, the order they were queued
     claimed = claim(due, leases)
+    allowance = SendingAllowance([m for m in due if m.pk in claimed])
     taken: list[tuple[OutboundMessage, str, tuple[str, ...]]] = []
     held_back: set[tuple[str, str]] = set()  # recipients (and numbers) whose earlier message did not go
     try:
         for message in due:
             outcomes[message.pk] = _isolated(
-                isolate, message.pk, lambda: _go_or_wait(message, leases[message.pk], claimed, held_back, taken)
+                isolate, message.pk,
+                lambda: _go_or_wait(message, leases[message.pk], claimed, held_back, taken, allowance),
             )
             if outcomes[message.pk] not in ("sent", "found"):
                 held_back.add((message.to_number, message.from_number))
@@ -121,14 +123,19 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
 
 
 def _go_or_wait(
-    message: OutboundMessage, lease, claimed: set[int], held_back: set[tuple[str, str]], taken: list
+    message: OutboundMessage,
+    lease,
+    claimed: set[int],
+    held_back: set[tuple[str, str]],
+    taken: list,
+    allowance: SendingAllowance,
 ) -> str:
     """One message of the task after the claim: sent, or waiting for an earlier one."""
     if message.pk not in claimed:
         return _wait_for_earlier(message, lease)
     if (message.to_number, message.from_number) in held_back:
         return _wait_after_giving_back(message)
-    return _send_claimed(message, taken)
+    return _send_claimed(message, taken, allowance)
 
 
 def _isolated(isolate: bool, pk: int, step):
@@ -158,12 +165,13 @@ def _close_if_unsendable(message: OutboundMessage, lease: dt.datetime | None, no
     return None
 
 
-def _send_claimed(message: OutboundMessage, taken: list) -> str:
-    """A claimed message takes its share of the sending limit, then goes to the provider. The
-    limit is taken outside any transaction: a short wait may be slept here. When it says wait
-    longer, or fails (Redis gone), the claim is given back untouched for the sweeper."""
+def _send_claimed(message: OutboundMessage, taken: list, allowance: SendingAllowance) -> str:
+    """A claimed message takes its share of the sending limit (from the task's allowance when it
+    has one left), then goes to the provider. The limit is taken outside any transaction: a short
+    wait may be slept here. When it says wait longer, or fails (Redis gone), the claim is given
+    back untouched for the sweeper."""
     try:
-        wait = _sending_limit_wait(message)
+        wait = 0.0 if allowance.use(message.portal_number_id) else _sending_limit_wait(message)
     except Exception:
         give_back(message, message.next_attempt_at or timezone.now())
         raise
@@ -324,13 +332,55 @@ def _sending_limit_wait(message: OutboundMessage) -> float:
     number = message.portal_number
     if number is None:
         return 0.0
-    wait = ratelimit.take(f"num:{number.pk}:s", limit=number.messages_per_second, period=1)
+    wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
     if 0 < wait <= SHORT_WAIT_SECONDS:
         time.sleep(wait)
-        wait = ratelimit.take(f"num:{number.pk}:s", limit=number.messages_per_second, period=1)
+        wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
     if not wait and number.messages_per_day:
-        wait = ratelimit.take(f"num:{number.pk}:d", limit=number.messages_per_day, period=DAY_SECONDS)
+        wait = ratelimit.take(_per_day(number), limit=number.messages_per_day, period=DAY_SECONDS)
     return wait
+
+
+def _per_second(number) -> str:
+    return f"num:{number.pk}:s"
+
+
+def _per_day(number) -> str:
+    return f"num:{number.pk}:d"
+
+
+class SendingAllowance:
+    """Shares of the numbers' sending limits counted ahead for a send task's claimed messages:
+    one statement (or one Redis trip) per number with several messages in the task, instead of
+    one per message. A share is used only within the one-second window it was counted in, so no
+    window sends more than the limit; one left unused (a message held back, the window over) is
+    only a send that window did not make. A message with no share left takes its own
+    (`_sending_limit_wait`), as a number with one message in the task does."""
+
+    def __init__(self, messages: list[OutboundMessage]):
+        self.left: dict[int, tuple[int, float]] = {}  # number id -> (shares, end of their window)
+        wanted = Counter(m.portal_number_id for m in messages if m.portal_number_id)
+        numbers = {m.portal_number_id: m.portal_number for m in messages if m.portal_number_id}
+        for number_id, count in wanted.items():
+            if count > 1:
+                try:
+                    self.left[number_id] = self._count_ahead(numbers[number_id], count)
+                except Exception:  # Redis gone: each message takes its own share, and fails alone
+                    log.warning("sending limit not counted ahead for number %s", number_id, exc_info=True)
+
+    @staticmethod
+    def _count_ahead(number, count: int) -> tuple[int, float]:
+        shares, window_end = ratelimit.take_up_to(_per_second(number), count, limit=number.messages_per_second, period=1)
+        if shares and number.messages_per_day:
+            shares, _ = ratelimit.take_up_to(_per_day(number), shares, limit=number.messages_per_day, period=DAY_SECONDS)
+        return shares, window_end
+
+    def use(self, number_id: int | None) -> bool:
+        shares, window_end = self.left.get(number_id, (0, 0.0))
+        if not shares or timezone.now().timestamp() >= window_end:
+            return False
+        self.left[number_id] = (shares - 1, window_end)
+        return True
 
 
 def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
