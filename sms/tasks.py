@@ -171,7 +171,7 @@ def _send_claimed(message: OutboundMessage, taken: list, allowance: SendingAllow
     wait may be slept here. When it says wait longer, or fails (Redis gone), the claim is given
     back untouched for the sweeper."""
     try:
-        wait = 0.0 if allowance.use(message.portal_number_id) else _sending_limit_wait(message)
+        wait = 0.0 if allowance.use(message.portal_number) else _sending_limit_wait(message)
     except Exception:
         give_back(message, message.next_attempt_at or timezone.now())
         raise
@@ -337,7 +337,7 @@ def _sending_limit_wait(message: OutboundMessage) -> float:
         time.sleep(wait)
         wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
     if not wait and number.messages_per_day:
-        wait = ratelimit.take(_per_day(number), limit=number.messages_per_day, period=DAY_SECONDS)
+        wait = ratelimit.take(f"num:{number.pk}:d", limit=number.messages_per_day, period=DAY_SECONDS)
     return wait
 
 
@@ -345,42 +345,55 @@ def _per_second(number) -> str:
     return f"num:{number.pk}:s"
 
 
-def _per_day(number) -> str:
-    return f"num:{number.pk}:d"
-
-
 class SendingAllowance:
-    """Shares of the numbers' sending limits counted ahead for a send task's claimed messages:
-    one statement (or one Redis trip) per number with several messages in the task, instead of
-    one per message. A share is used only within the one-second window it was counted in, so no
-    window sends more than the limit; one left unused (a message held back, the window over) is
-    only a send that window did not make. A message with no share left takes its own
-    (`_sending_limit_wait`), as a number with one message in the task does."""
+    """A send task's shares of its numbers' per-second sending limits, counted several at once:
+    one statement (or one Redis trip) where each message took its own. The task's first message
+    through a number takes its own share (`_sending_limit_wait`) and sets the pace; then it counts
+    ahead as many of the number's messages left in the task as that pace sends before the
+    current one-second window ends: all of them with a provider that answers at once, a few with
+    Twilio's. A share is used only inside its window, so no window sends more than the limit, and
+    few are left unused to hold other workers back. A number with a daily limit is not counted
+    ahead (an unused share there would be lost for the day): each message takes its own."""
 
     def __init__(self, messages: list[OutboundMessage]):
+        self.unsent = Counter(m.portal_number_id for m in messages if m.portal_number_id)
         self.left: dict[int, tuple[int, float]] = {}  # number id -> (shares, end of their window)
-        wanted = Counter(m.portal_number_id for m in messages if m.portal_number_id)
-        numbers = {m.portal_number_id: m.portal_number for m in messages if m.portal_number_id}
-        for number_id, count in wanted.items():
-            if count > 1:
-                try:
-                    self.left[number_id] = self._count_ahead(numbers[number_id], count)
-                except Exception:  # Redis gone: each message takes its own share, and fails alone
-                    log.warning("sending limit not counted ahead for number %s", number_id, exc_info=True)
+        self.started: float | None = None  # when the task's first message took its share
+        self.handled = 0  # messages that took theirs since, that one included
 
-    @staticmethod
-    def _count_ahead(number, count: int) -> tuple[int, float]:
-        shares, window_end = ratelimit.take_up_to(_per_second(number), count, limit=number.messages_per_second, period=1)
-        if shares and number.messages_per_day:
-            shares, _ = ratelimit.take_up_to(_per_day(number), shares, limit=number.messages_per_day, period=DAY_SECONDS)
-        return shares, window_end
-
-    def use(self, number_id: int | None) -> bool:
-        shares, window_end = self.left.get(number_id, (0, 0.0))
-        if not shares or timezone.now().timestamp() >= window_end:
+    def use(self, number) -> bool:
+        """Whether one more message through `number` may go now on a share counted ahead."""
+        if number is None or number.messages_per_day:
             return False
-        self.left[number_id] = (shares - 1, window_end)
-        return True
+        now = timezone.now().timestamp()
+        self.unsent[number.pk] -= 1  # this one
+        try:
+            shares, window_end = self.left.get(number.pk, (0, 0.0))
+            if not (shares and now < window_end):
+                wanted = min(self._fits(now), 1 + self.unsent[number.pk])
+                if wanted < 2:  # this one alone: it takes its own share
+                    return False
+                shares, window_end = ratelimit.take_up_to(
+                    _per_second(number), wanted, limit=number.messages_per_second, period=1
+                )
+                if not shares:
+                    return False
+            self.left[number.pk] = (shares - 1, window_end)
+            return True
+        finally:
+            if self.started is None:
+                self.started = now
+            self.handled += 1
+
+    def _fits(self, now: float) -> int:
+        """How many sends, this one included, the task's pace so far fits before the current
+        window ends (the limiter's one-second windows start on whole seconds)."""
+        if self.started is None:
+            return 1
+        if now <= self.started:  # nothing measurable yet: as fast as it gets
+            return 1 + sum(self.unsent.values())
+        pace = (now - self.started) / self.handled
+        return int((int(now) + 1 - now) / pace)
 
 
 def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
