@@ -12,15 +12,20 @@ docs/performance.md."""
 from __future__ import annotations
 
 import gc
+import os
 
 
 def freeze_startup() -> None:
-    """Call once the process has loaded what it serves, before its first request or task."""
+    """Call once the process has loaded what it serves, before its first request or task. How
+    many objects it froze is on /metrics (`tern_gc_frozen_objects`, by the process's role)."""
     from django.urls import get_resolver
+
+    from portal.metrics import GC_FROZEN
 
     get_resolver().url_patterns  # noqa: B018 — imports every view now, not at the first request
     gc.collect()  # what startup left as garbage is freed, not frozen
     gc.freeze()
+    GC_FROZEN.labels(role=os.environ.get("TERN_PROCESS_ROLE") or "other").set(gc.get_freeze_count())
 
 
 def on_worker_spawn(sender, **kwargs) -> None:

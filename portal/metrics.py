@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from django.conf import settings
 from django.urls import Resolver404, resolve
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -43,6 +43,13 @@ PROVIDER_SEND_SECONDS = Histogram(
     "Time the SMS provider took to accept (or refuse) a message.",
     ["provider"],
     buckets=LATENCY_BUCKETS,
+)
+GC_FROZEN = Gauge(
+    "tern_gc_frozen_objects",
+    "Objects a process moved out of the garbage collector's scans once it had started (portal.gc_freeze), "
+    "by its role in `serve`; the largest of the role's processes. Missing: no process of that role froze.",
+    ["role"],
+    multiprocess_mode="max",
 )
 
 

@@ -410,6 +410,9 @@ def test_metrics_add_up_the_web_and_task_processes_of_serve(serve, tmp_path):
     assert figures[("tern_http_requests_total", (("method", "POST"), ("status", "200"), ("view", "twilio-inbound")))] == 1
     assert figures[("tern_webhook_seconds_count", (("webhook", "inbound"),))] == 1
     assert figures[("tern_inbound_pending_texts", ())] == 0
+    # Each kind of process froze what it had loaded out of the garbage collector's scans.
+    for role in ("web", "tasks", "sweeper"):
+        assert figures.get(("tern_gc_frozen_objects", (("role", role),)), 0) > 20_000, role
 
     assert scrape(port, **{"X-Forwarded-For": "203.0.113.9"})[0] == 403  # through the proxy, no token
     status, processes_only = scrape(figures_port)
