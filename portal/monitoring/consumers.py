@@ -7,7 +7,10 @@ page then reads the figures again (portal.monitoring.views), which makes it righ
 the events came in. A chat page asks to `watch` its chat: the chat's messages count as changes.
 
 Lost pushes: the group's push counter (portal.realtime) is checked at each ping; a number never
-heard makes a frame with `resync`, and the page reads everything again, as after a reconnect."""
+heard makes a frame with `resync`, and the page reads everything again, as after a reconnect.
+
+A watch is answered `watching` once the chat's group is joined; the chat page reads the transcript
+and says "Live" only then, so a message sent between the page's read and the join is not missed."""
 from __future__ import annotations
 
 import asyncio
@@ -97,6 +100,9 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         self.watched = group
         if group and group not in self.groups_joined:
             await self._join(group)
+        # Only now may the page read the transcript: a message committed after this reaches the
+        # group, and one before it is in the read. Reading earlier leaves a gap nobody hears.
+        await self.send_json({"type": "watching", "chat_id": chat_id if group else None})
 
     async def dispatch(self, message):
         if message.get("type") == "push":

@@ -4,7 +4,7 @@
 // at a time and at most one a second (a burst must not become every supervisor reading the
 // figures several times a second); changes heard meanwhile cause one more read after it. After a
 // reconnect the page reads everything again, so what was missed while the socket was down is not
-// lost.
+// lost. A chat's page reads (and says "Live") only once the server answers `watching`.
 const live = document.getElementById("live");
 const connection = document.getElementById("connection");
 const chatId = live && live.dataset.chatId ? Number(live.dataset.chatId) : null;
@@ -80,15 +80,25 @@ function connect() {
   socket = new WebSocket(`${scheme}://${window.location.host}/ws/monitor/`);
   socket.addEventListener("open", () => {
     retry = 0;
-    showConnection("open", "Live");
-    if (chatId) socket.send(JSON.stringify({ type: "watch", chat_id: chatId }));
-    refresh(); // whatever changed before the socket opened (or while it was down)
+    if (chatId) {
+      // Live once the server has joined the chat's group ("watching"): reading before then
+      // could miss a message sent in between.
+      socket.send(JSON.stringify({ type: "watch", chat_id: chatId }));
+    } else {
+      showConnection("open", "Live");
+      refresh(); // whatever changed before the socket opened (or while it was down)
+    }
     clearInterval(pinger);
     pinger = setInterval(() => socket.readyState === WebSocket.OPEN && socket.send('{"type":"ping"}'), 20000);
   });
   socket.addEventListener("message", (message) => {
     let event;
     try { event = JSON.parse(message.data); } catch { return; }
+    if (event.type === "watching") {
+      showConnection("open", "Live");
+      refresh(); // the transcript as it is now; anything later arrives as a change
+      return;
+    }
     if (event.type !== "monitor.changed") return;
     if (chatId && !event.resync && !(event.chat_ids || []).includes(chatId)) return;
     refresh();
