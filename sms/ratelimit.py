@@ -1,6 +1,7 @@
 """A rate limiter shared by every process: Redis when REDIS_URL is set, else the database.
 Fixed windows: `take(key, limit, period)` counts one use and returns 0, or returns the seconds to
-wait for the next window when this one is full (the numbers' sending limits). A sliding period:
+wait for the next window when this one is full (the numbers' sending limits); `take_up_to` counts
+several at once (a send task's messages through one number). A sliding period:
 `take_sliding(key, limit, period)`, which holds in every span of `period` seconds (the
 session-less pace)."""
 import sqlite3
@@ -15,45 +16,59 @@ from portal import shared_redis
 
 def take(key: str, *, limit: int, period: int, now: float | None = None) -> float:
     now = time.time() if now is None else now
+    counted, window_end = take_up_to(key, 1, limit=limit, period=period, now=now)
+    return 0.0 if counted else window_end - now
+
+
+def take_up_to(key: str, wanted: int, *, limit: int, period: int, now: float | None = None) -> tuple[int, float]:
+    """Count up to `wanted` uses at once in the current window, as many as it has room for:
+    returns how many were counted (0 when it is full) and when the window ends, on `time.time()`'s
+    clock. One statement, or one trip to Redis, for a send task's messages through a number
+    instead of one for each."""
+    now = time.time() if now is None else now
     window = int(now // period) * period
     if settings.REDIS_URL:
-        allowed = _take_redis(key, window, limit, period)
+        after = _take_redis(key, window, wanted, period)
     else:
-        allowed = _take_database(key, window, limit)
-    return 0.0 if allowed else (window + period) - now
+        after = _take_database(key, window, wanted, limit)
+    # `after` is the window's count with these uses (None: it was full and nothing was counted).
+    # Counts may pass the limit (Redis adds whatever the answer); what was below it was room.
+    counted = 0 if after is None else max(0, min(wanted, limit - (after - wanted)))
+    return counted, float(window + period)
 
 
-def _take_redis(key: str, window: int, limit: int, period: int) -> bool:
+def _take_redis(key: str, window: int, wanted: int, period: int) -> int:
     name = f"tern:rate:{key}:{window}"
     pipe = shared_redis.client().pipeline()
-    pipe.incr(name)
+    pipe.incrby(name, wanted)
     pipe.expire(name, period * 2)
     count, _ = pipe.execute()
-    return int(count) <= limit
+    return int(count)
 
 
-def _take_database(key: str, window: int, limit: int) -> bool:
-    """One statement: create the window with a count of 1, or add 1 to it while it is below the
-    limit; a row comes back only when this use was counted. Both databases run it atomically
-    (PostgreSQL's and SQLite's upsert)."""
+def _take_database(key: str, window: int, wanted: int, limit: int) -> int | None:
+    """One statement: create the window with a count of `wanted`, or add `wanted` to it while it
+    is below the limit; the new count comes back only when the window had room. Both databases
+    run it atomically (PostgreSQL's and SQLite's upsert)."""
     from sms.models import RateWindow
 
     if connection.vendor == "sqlite" and sqlite3.sqlite_version_info < (3, 35):  # no RETURNING
-        return _take_database_portable(key, window, limit)
+        return _take_database_portable(key, window, wanted, limit)
     table, key_column, start, count = (
         connection.ops.quote_name(name) for name in (RateWindow._meta.db_table, "key", "window_start", "count")
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({key_column}, {start}, {count}) VALUES (%s, %s, 1) "
-            f"ON CONFLICT ({key_column}, {start}) DO UPDATE SET {count} = {table}.{count} + 1 "
+            f"INSERT INTO {table} ({key_column}, {start}, {count}) VALUES (%s, %s, %s) "
+            f"ON CONFLICT ({key_column}, {start}) DO UPDATE SET {count} = {table}.{count} + %s "
             f"WHERE {table}.{count} < %s RETURNING {count}",
-            [key, window, limit],
+            [key, window, wanted, wanted, limit],
         )
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+        return None if row is None else row[0]
 
 
-def _take_database_portable(key: str, window: int, limit: int) -> bool:
+def _take_database_portable(key: str, window: int, wanted: int, limit: int) -> int | None:
     from sms.models import RateWindow
 
     try:
@@ -61,8 +76,11 @@ def _take_database_portable(key: str, window: int, limit: int) -> bool:
             RateWindow.objects.get_or_create(key=key, window_start=window)
     except IntegrityError:
         pass  # another process created the window first
-    updated = RateWindow.objects.filter(key=key, window_start=window, count__lt=limit).update(count=F("count") + 1)
-    return updated == 1
+    with transaction.atomic():  # the count read back is this update's
+        windows = RateWindow.objects.filter(key=key, window_start=window)
+        if not windows.filter(count__lt=limit).update(count=F("count") + wanted):
+            return None
+        return windows.get().count
 
 
 # --- a sliding period, for paces that must hold in every minute, not per calendar minute -------

@@ -105,12 +105,14 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
             del messages[pk]
     due = sorted(messages.values(), key=lambda m: m.pk)  # per recipient, the order they were queued
     claimed = claim(due, leases)
+    allowance = SendingAllowance([m for m in due if m.pk in claimed])
     taken: list[tuple[OutboundMessage, str, tuple[str, ...]]] = []
     held_back: set[tuple[str, str]] = set()  # recipients (and numbers) whose earlier message did not go
     try:
         for message in due:
             outcomes[message.pk] = _isolated(
-                isolate, message.pk, lambda: _go_or_wait(message, leases[message.pk], claimed, held_back, taken)
+                isolate, message.pk,
+                lambda: _go_or_wait(message, leases[message.pk], claimed, held_back, taken, allowance),
             )
             if outcomes[message.pk] not in ("sent", "found"):
                 held_back.add((message.to_number, message.from_number))
@@ -121,14 +123,19 @@ def _send_batch(jobs: list[tuple[int, dt.datetime | None]], *, isolate: bool) ->
 
 
 def _go_or_wait(
-    message: OutboundMessage, lease, claimed: set[int], held_back: set[tuple[str, str]], taken: list
+    message: OutboundMessage,
+    lease,
+    claimed: set[int],
+    held_back: set[tuple[str, str]],
+    taken: list,
+    allowance: SendingAllowance,
 ) -> str:
     """One message of the task after the claim: sent, or waiting for an earlier one."""
     if message.pk not in claimed:
         return _wait_for_earlier(message, lease)
     if (message.to_number, message.from_number) in held_back:
         return _wait_after_giving_back(message)
-    return _send_claimed(message, taken)
+    return _send_claimed(message, taken, allowance)
 
 
 def _isolated(isolate: bool, pk: int, step):
@@ -158,12 +165,13 @@ def _close_if_unsendable(message: OutboundMessage, lease: dt.datetime | None, no
     return None
 
 
-def _send_claimed(message: OutboundMessage, taken: list) -> str:
-    """A claimed message takes its share of the sending limit, then goes to the provider. The
-    limit is taken outside any transaction: a short wait may be slept here. When it says wait
-    longer, or fails (Redis gone), the claim is given back untouched for the sweeper."""
+def _send_claimed(message: OutboundMessage, taken: list, allowance: SendingAllowance) -> str:
+    """A claimed message takes its share of the sending limit (from the task's allowance when it
+    has one left), then goes to the provider. The limit is taken outside any transaction: a short
+    wait may be slept here. When it says wait longer, or fails (Redis gone), the claim is given
+    back untouched for the sweeper."""
     try:
-        wait = _sending_limit_wait(message)
+        wait = 0.0 if allowance.use(message.portal_number) else _sending_limit_wait(message)
     except Exception:
         give_back(message, message.next_attempt_at or timezone.now())
         raise
@@ -324,13 +332,68 @@ def _sending_limit_wait(message: OutboundMessage) -> float:
     number = message.portal_number
     if number is None:
         return 0.0
-    wait = ratelimit.take(f"num:{number.pk}:s", limit=number.messages_per_second, period=1)
+    wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
     if 0 < wait <= SHORT_WAIT_SECONDS:
         time.sleep(wait)
-        wait = ratelimit.take(f"num:{number.pk}:s", limit=number.messages_per_second, period=1)
+        wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
     if not wait and number.messages_per_day:
         wait = ratelimit.take(f"num:{number.pk}:d", limit=number.messages_per_day, period=DAY_SECONDS)
     return wait
+
+
+def _per_second(number) -> str:
+    return f"num:{number.pk}:s"
+
+
+class SendingAllowance:
+    """A send task's shares of its numbers' per-second sending limits, counted several at once:
+    one statement (or one Redis trip) where each message took its own. The task's first message
+    through a number takes its own share (`_sending_limit_wait`) and sets the pace; then it counts
+    ahead as many of the number's messages left in the task as that pace sends before the
+    current one-second window ends: all of them with a provider that answers at once, a few with
+    Twilio's. A share is used only inside its window, so no window sends more than the limit, and
+    few are left unused to hold other workers back. A number with a daily limit is not counted
+    ahead (an unused share there would be lost for the day): each message takes its own."""
+
+    def __init__(self, messages: list[OutboundMessage]):
+        self.unsent = Counter(m.portal_number_id for m in messages if m.portal_number_id)
+        self.left: dict[int, tuple[int, float]] = {}  # number id -> (shares, end of their window)
+        self.started: float | None = None  # when the task's first message took its share
+        self.handled = 0  # messages that took theirs since, that one included
+
+    def use(self, number) -> bool:
+        """Whether one more message through `number` may go now on a share counted ahead."""
+        if number is None or number.messages_per_day:
+            return False
+        now = timezone.now().timestamp()
+        self.unsent[number.pk] -= 1  # this one
+        try:
+            shares, window_end = self.left.get(number.pk, (0, 0.0))
+            if not (shares and now < window_end):
+                wanted = min(self._fits(now), 1 + self.unsent[number.pk])
+                if wanted < 2:  # this one alone: it takes its own share
+                    return False
+                shares, window_end = ratelimit.take_up_to(
+                    _per_second(number), wanted, limit=number.messages_per_second, period=1
+                )
+                if not shares:
+                    return False
+            self.left[number.pk] = (shares - 1, window_end)
+            return True
+        finally:
+            if self.started is None:
+                self.started = now
+            self.handled += 1
+
+    def _fits(self, now: float) -> int:
+        """How many sends, this one included, the task's pace so far fits before the current
+        window ends (the limiter's one-second windows start on whole seconds)."""
+        if self.started is None:
+            return 1
+        if now <= self.started:  # nothing measurable yet: as fast as it gets
+            return 1 + sum(self.unsent.values())
+        pace = (now - self.started) / self.handled
+        return int((int(now) + 1 - now) / pace)
 
 
 def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:

@@ -44,6 +44,17 @@ def test_uses_up_to_the_limit_then_waits_for_the_next_window(key):
     assert ratelimit.take(key, limit=3, period=1, now=now + 0.5) == pytest.approx(0.25)
 
 
+def test_several_uses_at_once_are_counted_as_far_as_the_window_has_room(key):
+    """A send task counts its messages' shares together: what fits is counted, the rest not."""
+    now = T + 0.25
+
+    assert ratelimit.take_up_to(key, 3, limit=5, period=1, now=now) == (3, T + 1)
+    assert ratelimit.take_up_to(key, 3, limit=5, period=1, now=now) == (2, T + 1)
+    assert ratelimit.take_up_to(key, 3, limit=5, period=1, now=now) == (0, T + 1)
+    assert ratelimit.take(key, limit=5, period=1, now=now) == pytest.approx(0.75)  # one at a time agrees
+    assert ratelimit.take_up_to(key, 8, limit=5, period=1, now=T + 1) == (5, T + 2)
+
+
 def test_the_next_window_starts_afresh(key):
     for _ in range(2):
         ratelimit.take(key, limit=2, period=1, now=T + 0.1)

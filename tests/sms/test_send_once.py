@@ -15,6 +15,8 @@ hook run by its server thread after the message is made and before the answer go
 is exactly where a second worker, the sweeper or Twilio's own status callback can step in."""
 import datetime as dt
 import time
+from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -27,6 +29,7 @@ from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
 from sms.pipeline import queue_sms
 from sms.send_queue import ENQUEUE_GRACE
 from sms.leases import SEND_LEASE
+from sms import ratelimit, tasks
 from sms.tasks import send_message, send_messages, sweep_outbound
 from tests.factories import make_sending_number
 from tests.fakes.twilio_server import FakeTwilio
@@ -496,6 +499,73 @@ def test_in_one_send_task_a_reply_over_the_sending_limit_is_given_back_and_its_c
         assert message.provider_sid and message.attempts == 1
 
 
+@pytest.mark.django_db
+def test_a_send_task_of_more_replies_than_the_per_second_limit_sends_the_rest_in_the_next_seconds(
+    twilio_settings, clock, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The task counts its shares of the limit ahead, together: two of five fit the first second,
+    and the rest wait for the next ones (slept in the worker) — never more than two a second."""
+    make_sending_number(SENDER, messages_per_second=2)
+    clock.move_to(START + dt.timedelta(seconds=0.25), tick=False)
+    messages = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(5)]
+    slept = []
+
+    def sleep(seconds):  # the worker sleeps; here the clock moves instead
+        slept.append(seconds)
+        clock.shift(seconds)
+
+    monkeypatch.setattr(tasks, "time", SimpleNamespace(sleep=sleep))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
+
+    assert outcomes == {"sent": 5}
+    assert [m["Body"] for m in twilio_settings.sent_messages] == [f"Reply {i}." for i in range(5)]
+    assert slept == [pytest.approx(0.75), pytest.approx(1.0)]
+    made_in_second = Counter(m["date_created"] for m in twilio_settings.message_resources)  # Twilio's, to the second
+    assert sorted(made_in_second.values()) == [1, 2, 2]
+
+
+class SlowTwilio(FakeTwilio):
+    """The fake Twilio taking `seconds` of the (frozen) test clock to make each message."""
+
+    def __init__(self, clock, seconds: float):
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def _message_resource(self, form):
+        resource = super()._message_resource(form)
+        self.clock.shift(self.seconds)
+        return resource
+
+
+@pytest.mark.django_db
+def test_a_send_task_counts_ahead_only_the_shares_its_pace_uses_in_the_second(
+    settings, clock, django_capture_on_commit_callbacks
+):
+    """With Twilio taking 0.3 s a message, a task of six replies through a number allowed ten a
+    second counts in each second only the sends it makes in it: another worker sending through the
+    number in that second finds the rest of the limit free."""
+    number = make_sending_number(SENDER, messages_per_second=10)
+    messages = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(6)]
+    fake = SlowTwilio(clock, 0.3)
+    fake.start()
+    settings.SMS_PROVIDER = "twilio"
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = fake.account_sid, fake.auth_token
+    settings.TWILIO_API_BASE = fake.base_url
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
+    finally:
+        fake.stop()
+
+    assert outcomes == {"sent": 6}
+    made_in_second = Counter(m["date_created"] for m in fake.message_resources)  # Twilio's, to the second
+    assert sorted(made_in_second.values()) == [2, 4]  # at 0.0, 0.3, 0.6, 0.9, then 1.2, 1.5
+    room, _ = ratelimit.take_up_to(tasks._per_second(number), 10, limit=10, period=1, now=START.timestamp() + 0.5)
+    assert room == 10 - 4
+
+
 # --- status callbacks that overtake the send ---------------------------------------------------
 
 
@@ -589,16 +659,17 @@ def test_a_send_costs_few_queries_and_keeps_no_task_result(
 def test_a_send_task_claims_its_messages_in_one_statement_whatever_their_number(
     count, twilio_settings, sender, clock, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
-    """Replies to 20 consumers in one task cost what one costs, but for each one's share of the
-    sending limit (a statement on the database's limiter, none with Redis)."""
+    """Replies to 20 consumers in one task cost what one costs, their shares of the number's
+    sending limit included (the first message's, then the others' together; no query with
+    Redis)."""
     queue(kind="system", body="warm-up", to="+12125550199")  # the settings singletons exist
     messages = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(count)]
     # The messages, their do-not-contact entries, the claim, their sids, early callbacks for
-    # those sids, the next messages to their recipients.
-    fixed = 6
-    per_message = 0 if settings.REDIS_URL else 1
+    # those sids, the next messages to their recipients; on the database's limiter, the first
+    # message's share of the sending limit, then the others' together.
+    fixed = 6 + (0 if settings.REDIS_URL else min(count, 2))
 
-    with django_assert_max_num_queries(fixed + per_message * count):
+    with django_assert_max_num_queries(fixed):
         with django_capture_on_commit_callbacks(execute=True):
             outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
 
