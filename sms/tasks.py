@@ -134,6 +134,7 @@ def _go_or_wait(
     if message.pk not in claimed:
         return _wait_for_earlier(message, lease)
     if (message.to_number, message.from_number) in held_back:
+        allowance.pass_over(message.portal_number)
         return _wait_after_giving_back(message)
     return _send_claimed(message, taken, allowance)
 
@@ -384,6 +385,12 @@ class SendingAllowance:
             if self.started is None:
                 self.started = now
             self.handled += 1
+
+    def pass_over(self, number) -> None:
+        """A message through `number` that will not go in this task (held back behind an earlier
+        one to its recipient): no share is counted ahead for it."""
+        if number is not None:
+            self.unsent[number.pk] -= 1
 
     def _fits(self, now: float) -> int:
         """How many sends, this one included, the task's pace so far fits before the current

@@ -566,6 +566,29 @@ def test_a_send_task_counts_ahead_only_the_shares_its_pace_uses_in_the_second(
     assert room == 10 - 4
 
 
+@pytest.mark.django_db
+def test_a_reply_held_back_behind_a_failed_one_takes_no_share_of_the_limit(
+    twilio_settings, clock, django_capture_on_commit_callbacks
+):
+    """The first reply to a consumer fails at Twilio, so their second waits for it in this task:
+    the shares counted ahead are only those of the three replies to others that go, and the rest
+    of the number's limit stays free for other workers in that second."""
+    number = make_sending_number(SENDER, messages_per_second=10)
+    first, second = queue(body="First.", to=CONSUMER), queue(body="Second.", to=CONSUMER)
+    others = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(3)]
+    twilio_settings.queue_failure(500)  # the first reply's request
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcomes = send_messages([(m.pk, m.lease_until) for m in [first, second, *others]])
+
+    assert outcomes["sent"] == 3
+    assert [m["Body"] for m in twilio_settings.sent_messages] == ["Reply 0.", "Reply 1.", "Reply 2."]
+    second.refresh_from_db()
+    assert second.status == MessageStatus.QUEUED and not second.provider_sid
+    room, _ = ratelimit.take_up_to(tasks._per_second(number), 10, limit=10, period=1, now=START.timestamp())
+    assert room == 10 - 4  # the failed one's share and the three sent
+
+
 # --- status callbacks that overtake the send ---------------------------------------------------
 
 
