@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections import Counter
 
 from django.conf import settings
@@ -38,7 +37,7 @@ from portal.metrics import PROVIDER_SEND_SECONDS
 from portal.models import ChatSettings
 from portal.realtime import batched_pushes
 from portal.singletons import cached_singletons
-from sms import ratelimit
+from sms import ratelimit, sending_limits
 from sms.leases import claim, earlier_unsent, give_back, jobs_sendable, keeper, sendable
 from sms.models import MessageStatus, OutboundMessage
 from sms.pipeline import add_do_not_contact, is_do_not_contact, read_do_not_contact
@@ -46,13 +45,12 @@ from sms.send_queue import ENQUEUE_GRACE, batched_sends, enqueue_sends
 from sms.statuses import record_provider_sids, set_status, sweep_early_callbacks
 from sms.providers import ProviderError, get_provider
 from sms.providers.base import OutgoingSms
+from sms.sending_limits import SendingAllowance
 from sms.providers.twilio import UNSUBSCRIBED_RECIPIENT
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
-SHORT_WAIT_SECONDS = 1.0
-DAY_SECONDS = 86_400
 # A message waiting for an earlier one to its recipient is released by that one's end; should
 # that never come (its worker died), the sweeper looks at it again after this.
 WAIT_FOR_EARLIER = dt.timedelta(seconds=10)
@@ -172,7 +170,7 @@ def _send_claimed(message: OutboundMessage, taken: list, allowance: SendingAllow
     wait may be slept here. When it says wait longer, or fails (Redis gone), the claim is given
     back untouched for the sweeper."""
     try:
-        wait = 0.0 if allowance.use(message.portal_number) else _sending_limit_wait(message)
+        wait = 0.0 if allowance.use(message.portal_number) else sending_limits.wait_for(message)
     except Exception:
         give_back(message, message.next_attempt_at or timezone.now())
         raise
@@ -326,83 +324,6 @@ def _close_unsent(message_id: int, lease: dt.datetime | None, status: str, detai
     return str(status)
 
 
-def _sending_limit_wait(message: OutboundMessage) -> float:
-    """0 when the number may send now (and the send is counted), else seconds to wait. A wait
-    for the next one-second window is slept here, so a burst of replies is not parked for the
-    sweeper; longer waits are left to it."""
-    number = message.portal_number
-    if number is None:
-        return 0.0
-    wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
-    if 0 < wait <= SHORT_WAIT_SECONDS:
-        time.sleep(wait)
-        wait = ratelimit.take(_per_second(number), limit=number.messages_per_second, period=1)
-    if not wait and number.messages_per_day:
-        wait = ratelimit.take(f"num:{number.pk}:d", limit=number.messages_per_day, period=DAY_SECONDS)
-    return wait
-
-
-def _per_second(number) -> str:
-    return f"num:{number.pk}:s"
-
-
-class SendingAllowance:
-    """A send task's shares of its numbers' per-second sending limits, counted several at once:
-    one statement (or one Redis trip) where each message took its own. The task's first message
-    through a number takes its own share (`_sending_limit_wait`) and sets the pace; then it counts
-    ahead as many of the number's messages left in the task as that pace sends before the
-    current one-second window ends: all of them with a provider that answers at once, a few with
-    Twilio's. A share is used only inside its window, so no window sends more than the limit, and
-    few are left unused to hold other workers back. A number with a daily limit is not counted
-    ahead (an unused share there would be lost for the day): each message takes its own."""
-
-    def __init__(self, messages: list[OutboundMessage]):
-        self.unsent = Counter(m.portal_number_id for m in messages if m.portal_number_id)
-        self.left: dict[int, tuple[int, float]] = {}  # number id -> (shares, end of their window)
-        self.started: float | None = None  # when the task's first message took its share
-        self.handled = 0  # messages that took theirs since, that one included
-
-    def use(self, number) -> bool:
-        """Whether one more message through `number` may go now on a share counted ahead."""
-        if number is None or number.messages_per_day:
-            return False
-        now = timezone.now().timestamp()
-        self.unsent[number.pk] -= 1  # this one
-        try:
-            shares, window_end = self.left.get(number.pk, (0, 0.0))
-            if not (shares and now < window_end):
-                wanted = min(self._fits(now), 1 + self.unsent[number.pk])
-                if wanted < 2:  # this one alone: it takes its own share
-                    return False
-                shares, window_end = ratelimit.take_up_to(
-                    _per_second(number), wanted, limit=number.messages_per_second, period=1
-                )
-                if not shares:
-                    return False
-            self.left[number.pk] = (shares - 1, window_end)
-            return True
-        finally:
-            if self.started is None:
-                self.started = now
-            self.handled += 1
-
-    def pass_over(self, number) -> None:
-        """A message through `number` that will not go in this task (held back behind an earlier
-        one to its recipient): no share is counted ahead for it."""
-        if number is not None:
-            self.unsent[number.pk] -= 1
-
-    def _fits(self, now: float) -> int:
-        """How many sends, this one included, the task's pace so far fits before the current
-        window ends (the limiter's one-second windows start on whole seconds)."""
-        if self.started is None:
-            return 1
-        if now <= self.started:  # nothing measurable yet: as fast as it gets
-            return 1 + sum(self.unsent.values())
-        pace = (now - self.started) / self.handled
-        return int((int(now) + 1 - now) / pace)
-
-
 def _after_failure(sent: OutboundMessage, exc: ProviderError) -> str:
     """The provider refused or could not be reached: a next try after backoff, or the end. The
     lease is given back either way. An answer from the provider (an HTTP status) says it made no
@@ -474,5 +395,5 @@ def sweep_outbound(now: dt.datetime | None = None) -> int:
             OutboundMessage.objects.filter(pk__in=[pk for pk, _ in released]).update(lease_until=lease)
     enqueue_sends([OutboundMessage(pk=pk, lease_until=lease, to_number=to) for pk, to in released])
     sweep_early_callbacks(now)
-    ratelimit.purge_old_windows(older_than=2 * DAY_SECONDS)
+    ratelimit.purge_old_windows(older_than=2 * sending_limits.DAY_SECONDS)
     return len(released)

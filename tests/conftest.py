@@ -18,11 +18,7 @@ def fake_twilio():
 @pytest.fixture
 def twilio_settings(settings, fake_twilio):
     """SMS_PROVIDER=twilio with the fake's credentials and TWILIO_API_BASE pointing at it."""
-    settings.SMS_PROVIDER = "twilio"
-    settings.TWILIO_ACCOUNT_SID = fake_twilio.account_sid
-    settings.TWILIO_AUTH_TOKEN = fake_twilio.auth_token
-    settings.TWILIO_API_BASE = fake_twilio.base_url
-    return fake_twilio
+    return fake_twilio.use_in(settings)
 
 
 # --- end of fake Twilio fixtures ----------------------------------------------------------------

@@ -147,6 +147,14 @@ class FakeTwilio:
         self._servers.clear()
         self._threads.clear()
 
+    def use_in(self, settings) -> FakeTwilio:
+        """Point the SDK at this fake: SMS_PROVIDER=twilio with its credentials and API base."""
+        settings.SMS_PROVIDER = "twilio"
+        settings.TWILIO_ACCOUNT_SID = self.account_sid
+        settings.TWILIO_AUTH_TOKEN = self.auth_token
+        settings.TWILIO_API_BASE = self.base_url
+        return self
+
     def __enter__(self) -> FakeTwilio:
         return self.start()
 

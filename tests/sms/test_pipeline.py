@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sms import tasks
+from sms import sending_limits
 from sms.models import DoNotContact, MessageStatus, OutboundMessage, RateWindow
 from sms.pipeline import DUPLICATE_MESSAGE_ERROR, SendRefused, add_do_not_contact, queue_sms
 from sms.tasks import retry_delay, send_message, sweep_outbound
@@ -612,7 +612,7 @@ def test_a_burst_over_the_per_second_limit_waits_for_the_next_second(fake, send,
         slept.append(seconds)
         clock.shift(seconds)
 
-    monkeypatch.setattr(tasks, "time", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(sending_limits, "time", SimpleNamespace(sleep=sleep))
 
     first = send(body="one")
     second = send(body="two")

@@ -29,7 +29,7 @@ from sms.models import MessageStatus, OutboundMessage, PendingProviderStatus
 from sms.pipeline import queue_sms
 from sms.send_queue import ENQUEUE_GRACE
 from sms.leases import SEND_LEASE
-from sms import ratelimit, tasks
+from sms import ratelimit, sending_limits
 from sms.tasks import send_message, send_messages, sweep_outbound
 from tests.factories import make_sending_number
 from tests.fakes.twilio_server import FakeTwilio
@@ -67,12 +67,7 @@ class HookedTwilio(FakeTwilio):
 
 @pytest.fixture
 def hooked(settings):
-    fake = HookedTwilio()
-    fake.start()
-    settings.SMS_PROVIDER = "twilio"
-    settings.TWILIO_ACCOUNT_SID = fake.account_sid
-    settings.TWILIO_AUTH_TOKEN = fake.auth_token
-    settings.TWILIO_API_BASE = fake.base_url
+    fake = HookedTwilio().start().use_in(settings)
     yield fake
     fake.stop()
     assert not fake.hook_errors, fake.hook_errors
@@ -514,7 +509,7 @@ def test_a_send_task_of_more_replies_than_the_per_second_limit_sends_the_rest_in
         slept.append(seconds)
         clock.shift(seconds)
 
-    monkeypatch.setattr(tasks, "time", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(sending_limits, "time", SimpleNamespace(sleep=sleep))
 
     with django_capture_on_commit_callbacks(execute=True):
         outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
@@ -548,11 +543,7 @@ def test_a_send_task_counts_ahead_only_the_shares_its_pace_uses_in_the_second(
     number in that second finds the rest of the limit free."""
     number = make_sending_number(SENDER, messages_per_second=10)
     messages = [queue(body=f"Reply {i}.", to=f"+1212555{i:04d}") for i in range(6)]
-    fake = SlowTwilio(clock, 0.3)
-    fake.start()
-    settings.SMS_PROVIDER = "twilio"
-    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = fake.account_sid, fake.auth_token
-    settings.TWILIO_API_BASE = fake.base_url
+    fake = SlowTwilio(clock, 0.3).start().use_in(settings)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             outcomes = send_messages([(m.pk, m.lease_until) for m in messages])
@@ -562,7 +553,7 @@ def test_a_send_task_counts_ahead_only_the_shares_its_pace_uses_in_the_second(
     assert outcomes == {"sent": 6}
     made_in_second = Counter(m["date_created"] for m in fake.message_resources)  # Twilio's, to the second
     assert sorted(made_in_second.values()) == [2, 4]  # at 0.0, 0.3, 0.6, 0.9, then 1.2, 1.5
-    room, _ = ratelimit.take_up_to(tasks._per_second(number), 10, limit=10, period=1, now=START.timestamp() + 0.5)
+    room, _ = ratelimit.take_up_to(sending_limits.per_second_key(number), 10, limit=10, period=1, now=START.timestamp() + 0.5)
     assert room == 10 - 4
 
 
@@ -585,7 +576,7 @@ def test_a_reply_held_back_behind_a_failed_one_takes_no_share_of_the_limit(
     assert [m["Body"] for m in twilio_settings.sent_messages] == ["Reply 0.", "Reply 1.", "Reply 2."]
     second.refresh_from_db()
     assert second.status == MessageStatus.QUEUED and not second.provider_sid
-    room, _ = ratelimit.take_up_to(tasks._per_second(number), 10, limit=10, period=1, now=START.timestamp())
+    room, _ = ratelimit.take_up_to(sending_limits.per_second_key(number), 10, limit=10, period=1, now=START.timestamp())
     assert room == 10 - 4  # the failed one's share and the three sent
 
 
