@@ -2,7 +2,7 @@
 import os
 import urllib.parse
 
-# Under pytest-xdist (CI runs the PostgreSQL + Redis phase in two workers) each worker gets a
+# Under pytest-xdist (CI runs the PostgreSQL + Redis phase in three workers) each worker gets a
 # Redis database of its own, as pytest-django gives each its own test database: the workers'
 # tests use the same phone numbers, API keys and channel groups, and would otherwise share
 # sending-limit counters, throttles, the batch worker's wake flag and pushes. Set before the
