@@ -11,6 +11,8 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", …; unset 
 if _WORKER and os.environ.get("REDIS_URL"):
     _parts = urllib.parse.urlsplit(os.environ["REDIS_URL"])
     _database = int(_parts.path.strip("/") or 0) + 1 + int(_WORKER.removeprefix("gw"))
+    if _database >= 13:  # Redis has 16 databases; 13 is the topology test's (tests/portal/test_topology.py)
+        raise RuntimeError(f"{_WORKER}: too many xdist workers for a Redis database each (would use {_database})")
     os.environ["REDIS_URL"] = urllib.parse.urlunsplit(_parts._replace(path=f"/{_database}"))
 
 from portal.settings import *  # noqa: E402, F403
