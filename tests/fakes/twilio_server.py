@@ -59,6 +59,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     form: dict[str, list[str]]
     headers: dict[str, str]
+    client_port: int = 0  # the sender's end of the connection (which process sent it: see test_serve)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` in the form body, else in the query string."""
@@ -401,6 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(parts.query, keep_blank_values=True),
             form=parse_qs(raw, keep_blank_values=True) if is_form else {},
             headers=dict(self.headers.items()),
+            client_port=self.client_address[1],
         )
         with self.twilio._lock:
             self.twilio.requests.append(recorded)

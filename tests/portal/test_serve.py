@@ -446,6 +446,7 @@ class StallingTwilio(FakeTwilio):
     def __init__(self):
         super().__init__()
         self.stalled = threading.Event()
+        self.held_port = 0  # the held send's connection, at its sender's end
         self._release: threading.Event | None = None
         self._armed: threading.Event | None = None
 
@@ -463,6 +464,7 @@ class StallingTwilio(FakeTwilio):
             held, self._armed = self._armed, None
         if held is not None:
             self._release = held
+            self.held_port = next(r.client_port for r in reversed(self.requests) if r.form is form)
             self.stalled.set()
             held.wait(30)
         else:
@@ -471,6 +473,40 @@ class StallingTwilio(FakeTwilio):
 
     def made_for(self, number):
         return [m for m in self.message_resources if m["to"] == number]
+
+
+def connection_owner(port: int, candidates) -> int | None:
+    """The pid among `candidates` holding the loopback TCP connection whose local port is `port`;
+    None once its process is dead (the kernel closed the socket with it)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()  # sl, local "0100007F:1F90", remote, state, …, uid, timeout, inode
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in candidates:
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def stalled_live_sender(fake: StallingTwilio, sid: int) -> int:
+    """Wait for a send held at the fake by a live process of session `sid`, and return its pid.
+    A send a just-killed worker had on the wire can reach the fake after the next `stall()` and be
+    held in its stead: that one is let go and the wait goes on."""
+    deadline = time.monotonic() + 60
+    while fake.stalled.wait(max(deadline - time.monotonic(), 0)):
+        sender = connection_owner(fake.held_port, session_members(sid))
+        if sender is not None:
+            return sender
+        fake.release()
+        fake.stall()
+    pytest.fail("no send from a live process reached Twilio within 60 s")
 
 
 def test_task_workers_killed_three_times_mid_send_lose_nothing_and_send_nothing_twice(serve, tmp_path):
@@ -498,9 +534,9 @@ def test_task_workers_killed_three_times_mid_send_lose_nothing_and_send_nothing_
             PUBLIC_BASE_URL="",
         )
         for kill in range(3):
-            assert fake.stalled.wait(60), f"no send reached Twilio before kill {kill + 1}"
+            sender = stalled_live_sender(fake, process.pid)
             cluster = {pid for pid, cmdline in session_members(process.pid).items() if "qcluster" in cmdline}
-            assert cluster
+            assert sender in cluster, f"kill {kill + 1}: the send came from {session_members(process.pid).get(sender)}"
             for pid in cluster:
                 os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
