@@ -164,6 +164,28 @@ def assert_status(page, status):
 
 
 @pytest.mark.e2e
+def test_a_click_held_while_the_list_redraws_still_opens_the_chat(pages, consumer):
+    """The chat list redraws whenever a text arrives. A click pressed on a chat before such a
+    redraw and released after it opens that chat: the row under the pointer is kept and changed,
+    not replaced (a replaced row takes the release, and the browser drops the click)."""
+    alice = pages.agent("alice")
+    start_conversation(consumer(ALICE_CONSUMER))
+    other = consumer(OTHER_CONSUMER)
+    start_conversation(other)
+    pressed = chat_items(alice).filter(has_text="0042")
+    expect(chat_items(alice)).to_have_count(2)
+    expect(pressed.locator(".badge")).to_have_text("2")
+
+    pressed.hover()
+    alice.mouse.down()
+    other.text("Still there?")  # the very row under the pointer changes: its badge, its preview
+    expect(pressed.locator(".badge")).to_have_text("3")
+    alice.mouse.up()
+    expect(alice.locator("#chat-title")).to_have_text(re.compile(r"0042$"))
+    expect(pressed.locator(".badge")).to_have_count(0)
+
+
+@pytest.mark.e2e
 def test_media_reconnect_and_failure_reason(pages, consumer, monkeypatch):
     from sms.providers.base import FetchedMedia, ProviderError
     from sms.providers.local import LocalProvider

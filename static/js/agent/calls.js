@@ -5,7 +5,7 @@
 // language, custom text up to the in-call limit when allowed) and the app links. The calls' REST
 // requests are here too; their answers go into the store. Every text is a text node, never HTML.
 import { api, ApiError } from "./api.js";
-import { $, h, formatTime, formatClock, since } from "./render.js";
+import { $, h, formatTime, formatClock, patchChildren, since } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
 import { isActive } from "./store_calls.js";
 import { renderTranscript } from "./transcript.js";
@@ -162,11 +162,12 @@ export function mountCalls({ store, me, toast, errorText }) {
     const rows = [...calls.rows.values()].sort((a, b) => new Date(a.assigned_at) - new Date(b.assigned_at) || a.id - b.id);
     $("calls-section").hidden = rows.length === 0;
     $("call-count").textContent = rows.length ? String(rows.length) : "";
-    $("call-list").replaceChildren(
-      ...rows.map((call) => {
+    patchChildren(
+      $("call-list"),
+      rows.map((call) => {
         const active = call.id === calls.openId;
         const banner = call.wait_time_sms?.received;
-        return h("li", { class: `call-card${active ? " active" : ""}${isActive(call) ? "" : " ended"}`, dataset: { callId: call.id } },
+        return h("li", { class: `call-card${active ? " active" : ""}${isActive(call) ? "" : " ended"}`, dataset: { callId: call.id, key: call.id } },
           h("button", {
             type: "button",
             class: "call-item",

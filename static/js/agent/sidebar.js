@@ -1,6 +1,6 @@
 // The adapter's top bar and left column, drawn from the store: the status switch, my chats, the
 // offers (manual answer), my queues with what waits in each, and Your Stats vs Team Average.
-import { $, h, formatClock, formatDuration, since } from "./render.js";
+import { $, h, formatClock, formatDuration, patchChildren, since } from "./render.js";
 
 function waitingLabel(chat) {
   const consumerAt = chat.last_consumer_message_at ? new Date(chat.last_consumer_message_at).getTime() : 0;
@@ -29,7 +29,7 @@ export function mountSidebar({ store, actions }) {
     const wait = waitingLabel(chat);
     const active = chat.id === state.openChatId;
     const unread = active && !document.hidden ? 0 : chat.unread || 0;
-    return h("li", {},
+    return h("li", { dataset: { key: chat.id } },
       h("button", {
         type: "button",
         class: `chat-item${active ? " active" : ""}${unread ? " unread" : ""}`,
@@ -56,20 +56,19 @@ export function mountSidebar({ store, actions }) {
   function renderChatList() {
     const list = $("chat-list");
     const chats = [...state.chats.values()].sort((a, b) => new Date(a.assigned_at) - new Date(b.assigned_at) || a.id - b.id);
-    const focusedId = document.activeElement?.closest?.("#chat-list [data-chat-id]")?.dataset.chatId;
-    list.replaceChildren(...chats.map(chatItem));
+    patchChildren(list, chats.map(chatItem));
     $("chat-count").textContent = String(chats.length);
     $("no-chats").hidden = chats.length > 0;
-    if (focusedId) list.querySelector(`[data-chat-id="${focusedId}"]`)?.focus();
   }
 
   function renderOffers() {
     const offers = [...state.offers.values()].sort((a, b) => new Date(a.queued_at) - new Date(b.queued_at));
     $("offers-section").hidden = offers.length === 0;
     $("offer-count").textContent = offers.length ? String(offers.length) : "";
-    $("offers").replaceChildren(
-      ...offers.map((offer) =>
-        h("li", { class: "offer", dataset: { offerId: offer.id } },
+    patchChildren(
+      $("offers"),
+      offers.map((offer) =>
+        h("li", { class: "offer", dataset: { offerId: offer.id, key: offer.id } },
           h("div", { class: "offer-main" },
             h("span", { class: "ci-number" }, offer.consumer_number),
             h("span", { class: "offer-meta" },
