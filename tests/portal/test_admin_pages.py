@@ -8,6 +8,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
@@ -112,9 +113,18 @@ EXTRA_OBJECTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def demo_data(django_db_setup, django_db_blocker):
+    """The demo data, seeded once for the module's hundred-odd pages (a seeding costs most of a
+    second) inside a transaction that holds every test's own and is rolled back after the last."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        call_command("seed_demo", stdout=StringIO())
+        yield
+        transaction.set_rollback(True)
+
+
 @pytest.fixture
-def demo_admin(db, admin_client):
-    call_command("seed_demo", stdout=StringIO())
+def demo_admin(demo_data, db, admin_client):
     return admin_client
 
 
