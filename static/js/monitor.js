@@ -5,6 +5,8 @@
 // figures several times a second); changes heard meanwhile cause one more read after it. After a
 // reconnect the page reads everything again, so what was missed while the socket was down is not
 // lost. A chat's page reads (and says "Live") only once the server answers `watching`.
+import { patch } from "./patch.js";
+
 const live = document.getElementById("live");
 const connection = document.getElementById("connection");
 const chatId = live && live.dataset.chatId ? Number(live.dataset.chatId) : null;
@@ -43,7 +45,7 @@ function replaceLiveParts(html) {
   fresh.innerHTML = html;
   for (const part of fresh.content.querySelectorAll("[data-live][id]")) {
     const old = document.getElementById(part.id);
-    if (old) old.replaceWith(part);
+    if (old) patch(old, part); // in place: a click on a chat's link as the table is read again still lands
   }
   tick();
   live.dataset.updatedAt = String(Date.now());

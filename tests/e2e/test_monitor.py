@@ -4,6 +4,7 @@ refreshes docs/screenshots/monitor.png."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from django.conf import settings as django_settings
@@ -104,3 +105,25 @@ def test_sam_reads_a_report_changes_the_range_opens_a_bar_and_downloads_the_csv(
     expect(sam.locator("#heatmap")).to_be_visible()
     out = django_settings.BASE_DIR / "docs" / "screenshots" if os.environ.get("TERN_SCREENSHOTS") else tmp_path
     sam.screenshot(path=str(out / "report.png"), full_page=True)
+
+
+def test_a_click_on_a_chat_held_while_the_table_is_read_again_opens_the_chat(pages, consumer):
+    """The monitor reads its tables again whenever something changes. A click on a chat's link
+    pressed before such a read and released after it opens the chat: the row under the pointer
+    is changed in place, not replaced (the browser drops a click released on another element)."""
+    alice = pages.agent("alice")
+    alice.get_by_role("radio", name="Away").check()
+    sam = supervisor(pages)
+    phone = consumer("+15557654321")
+    assert phone.text("Hi there") == "menu"
+    assert phone.text("1") == "queued"
+    row = sam.locator("#chats-table tbody tr").first
+    expect(row).to_contain_text("queued")
+
+    row.locator("a").hover()
+    sam.mouse.down()
+    alice.get_by_role("radio", name="Available").check()  # she is given the chat: the row changes
+    expect(row).not_to_contain_text("queued")
+    sam.mouse.up()
+    expect(sam).to_have_url(re.compile(r"/monitor/chats/\d+/$"))
+    expect(sam.locator("#transcript")).to_contain_text("Hi there")

@@ -5,7 +5,8 @@
 // language, custom text up to the in-call limit when allowed) and the app links. The calls' REST
 // requests are here too; their answers go into the store. Every text is a text node, never HTML.
 import { api, ApiError } from "./api.js";
-import { $, h, formatTime, formatClock, patchChildren, since } from "./render.js";
+import { patchChildren } from "../patch.js";
+import { $, h, formatTime, formatClock, since } from "./render.js";
 import { charCount, countSegments } from "./segments.js";
 import { isActive } from "./store_calls.js";
 import { renderTranscript } from "./transcript.js";

@@ -1,8 +1,6 @@
 // Small DOM helpers. Every piece of data becomes a text node or an attribute value — never
 // HTML — so a consumer's text or a media name can't inject markup.
-
-// The handlers h() attached, per element: patchChildren moves them onto the element it keeps.
-const handlers = new WeakMap();
+import { listen } from "../patch.js";
 
 /** h("li", {class: "x", dataset: {id: 1}, onclick: fn}, "text", childNode, [more]) */
 export function h(tag, props = {}, ...children) {
@@ -12,11 +10,7 @@ export function h(tag, props = {}, ...children) {
     if (key === "class") el.className = value;
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key === "text") el.textContent = value;
-    else if (key.startsWith("on") && typeof value === "function") {
-      el.addEventListener(key.slice(2), value);
-      if (!handlers.has(el)) handlers.set(el, {});
-      handlers.get(el)[key.slice(2)] = value;
-    }
+    else if (key.startsWith("on") && typeof value === "function") listen(el, key.slice(2), value);
     else if (value === true) el.setAttribute(key, "");
     else el.setAttribute(key, String(value));
   }
@@ -34,55 +28,6 @@ function append(el, children) {
 }
 
 export const $ = (id) => document.getElementById(id);
-
-/** Make `parent`'s children what `nodes` (fresh h() rows, each with a `data-key`) describe,
- * keeping the element of every row still listed and changing only what differs in it. A list
- * redrawn under the agent's pointer (a text arriving, a call connecting) then loses no click
- * whose press and release straddle the redraw, and the focused row keeps its focus. */
-export function patchChildren(parent, nodes) {
-  const focused = document.activeElement;
-  const old = new Map();
-  for (const child of parent.children) if (child.dataset.key !== undefined) old.set(child.dataset.key, child);
-  let cursor = parent.firstChild;
-  for (const node of nodes) {
-    const kept = old.get(node.dataset.key);
-    let el = node;
-    if (kept && kept.tagName === node.tagName) {
-      old.delete(node.dataset.key);
-      patch(kept, node);
-      el = kept;
-    }
-    if (el === cursor) cursor = cursor.nextSibling;
-    else parent.insertBefore(el, cursor);
-  }
-  while (cursor) {
-    const next = cursor.nextSibling;
-    cursor.remove();
-    cursor = next;
-  }
-  if (focused !== document.activeElement && focused?.isConnected && parent.contains(focused)) focused.focus({ preventScroll: true });
-}
-
-/** Change `el` in place into what `next` (a fresh h() tree) is: attributes, handlers, text. */
-function patch(el, next) {
-  for (const name of el.getAttributeNames()) if (!next.hasAttribute(name)) el.removeAttribute(name);
-  for (const name of next.getAttributeNames()) {
-    if (el.getAttribute(name) !== next.getAttribute(name)) el.setAttribute(name, next.getAttribute(name));
-  }
-  for (const [type, fn] of Object.entries(handlers.get(el) || {})) el.removeEventListener(type, fn);
-  for (const [type, fn] of Object.entries(handlers.get(next) || {})) el.addEventListener(type, fn);
-  handlers.set(el, handlers.get(next) || {});
-  const mine = [...el.childNodes];
-  const theirs = [...next.childNodes];
-  theirs.forEach((child, i) => {
-    const have = mine[i];
-    if (!have) el.append(child);
-    else if (have.nodeName !== child.nodeName) el.replaceChild(child, have);
-    else if (child.nodeType === Node.ELEMENT_NODE) patch(have, child);
-    else if (have.data !== child.data) have.data = child.data;
-  });
-  for (const extra of mine.slice(theirs.length)) extra.remove();
-}
 
 export function formatTime(iso) {
   if (!iso) return "";

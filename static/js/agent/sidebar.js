@@ -1,6 +1,7 @@
 // The adapter's top bar and left column, drawn from the store: the status switch, my chats, the
 // offers (manual answer), my queues with what waits in each, and Your Stats vs Team Average.
-import { $, h, formatClock, formatDuration, patchChildren, since } from "./render.js";
+import { patchChildren } from "../patch.js";
+import { $, h, formatClock, formatDuration, since } from "./render.js";
 
 function waitingLabel(chat) {
   const consumerAt = chat.last_consumer_message_at ? new Date(chat.last_consumer_message_at).getTime() : 0;
